@@ -1,0 +1,3 @@
+from ssrf.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""The `ssrf` command line: a thin shell over ssrf.pipeline. Only this module prints."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ssrf.core import DataError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Context-aware sequential recommendation (SSRF): data, training, evaluation, serving.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Ingest and inspect interaction logs.")
+app.add_typer(data_app, name="data")
+
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="taobao, retailrocket, s3rec, diginetica or generic")
+]
+Paths = Annotated[list[Path], typer.Argument(help="input file(s), or one prepared folder")]
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _mapping(spec: str | None, file: Path | None):
+    from ssrf.io import GenericMapping
+
+    if file is not None:
+        return GenericMapping.from_toml(file)
+    if spec is None:
+        return None
+    table: dict[str, object] = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise DataError(f"--map expects key=column pairs separated by commas, got {part!r}")
+        key = key.strip()
+        table[key] = (
+            tuple(v for v in value.split(";") if v) if key in ("context", "behaviors") else value.strip()
+        )
+    return GenericMapping.from_dict(table, source="--map")
+
+
+def _prepare_opts(
+    split: str, min_user: int, min_item: int, sample_users: int | None, seed: int, strict: bool
+):
+    from ssrf.dataset.prepare import PrepareConfig
+
+    return PrepareConfig(
+        split=split,
+        min_user_events=min_user,
+        min_item_events=min_item,
+        sample_users=sample_users,
+        seed=seed,
+        strict=strict,
+    )
+
+
+def _prepare(
+    paths, fmt, split, min_user, min_item, sample_users, seed, strict, map_spec, map_file, root, force
+):
+    from ssrf import pipeline
+
+    cfg = _prepare_opts(split, min_user, min_item, sample_users, seed, strict)
+    return pipeline.prepare(paths, fmt, cfg, mapping=_mapping(map_spec, map_file), root=root, force=force)
+
+
+Split = Annotated[str, typer.Option(help="temporal (the paper's 70/30 time cut), loo (leave-one-out), auto")]
+MinUser = Annotated[int, typer.Option("--min-user-events", help="k-core: minimum events per user")]
+MinItem = Annotated[int, typer.Option("--min-item-events", help="k-core: minimum events per item")]
+Sample = Annotated[int | None, typer.Option("--sample-users", help="keep a seeded sample of N users")]
+Seed = Annotated[int, typer.Option(help="seed of the user sample")]
+Strict = Annotated[bool, typer.Option("--strict", help="stop at the first dirty row instead of dropping it")]
+MapSpec = Annotated[
+    str | None,
+    typer.Option(
+        "--map", help="generic: user=COL,item=COL,timestamp=COL[,behavior=COL][,context=COL;COL][,ts_unit=ms]"
+    ),
+]
+MapFile = Annotated[
+    Path | None, typer.Option("--mapping", help="generic: a TOML file with the column mapping")
+]
+Root = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="where prepared folders go (default data/processed or $SSRF_DATA_DIR)"),
+]
+Force = Annotated[bool, typer.Option("--force", help="rebuild even when a prepared folder exists")]
+
+
+@data_app.command("prepare")
+def data_prepare(
+    paths: Paths,
+    fmt: FormatOpt,
+    split: Split = "auto",
+    min_user: MinUser = 5,
+    min_item: MinItem = 5,
+    sample_users: Sample = None,
+    seed: Seed = 0,
+    strict: Strict = False,
+    map_spec: MapSpec = None,
+    map_file: MapFile = None,
+    root: Root = None,
+    force: Force = False,
+) -> None:
+    """Clean, filter, remap and split raw files into a prepared folder; print its path."""
+    try:
+        prepared = _prepare(
+            paths, fmt, split, min_user, min_item, sample_users, seed, strict, map_spec, map_file, root, force
+        )
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(str(prepared.path))
+
+
+@data_app.command("stats")
+def data_stats(
+    paths: Paths,
+    fmt: FormatOpt,
+    split: Split = "auto",
+    min_user: MinUser = 5,
+    min_item: MinItem = 5,
+    sample_users: Sample = None,
+    seed: Seed = 0,
+    strict: Strict = False,
+    map_spec: MapSpec = None,
+    map_file: MapFile = None,
+    root: Root = None,
+) -> None:
+    """Print the paper's Table I for a dataset, with its dropped-row counts by reason."""
+    from ssrf.reports.tables import dataset_stats
+
+    try:
+        prepared = _prepare(
+            paths, fmt, split, min_user, min_item, sample_users, seed, strict, map_spec, map_file, root, False
+        )
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(dataset_stats({**prepared.meta, "path": str(prepared.path)}))
+
+
+@app.command("demo")
+def demo(root: Root = None) -> None:
+    """Prepare the embedded Taobao UserBehavior subset and print its statistics."""
+    from ssrf import pipeline
+    from ssrf.reports.tables import dataset_stats
+
+    try:
+        prepared = pipeline.prepare([pipeline.demo_data_path()], pipeline.DEMO_FORMAT, root=root)
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(dataset_stats({**prepared.meta, "path": str(prepared.path)}))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    app()
+
+
+if __name__ == "__main__":
+    main()

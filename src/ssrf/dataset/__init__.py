@@ -1,0 +1,1 @@
+"""Frames -> ids -> splits -> padded arrays -> batches. Polars stops here."""

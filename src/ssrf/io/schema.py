@@ -1,0 +1,47 @@
+"""The canonical schema every reader produces.
+
+`RawLog.events` is one row per line of input, parsed or not, so that nothing is lost silently:
+
+| column     | dtype  | meaning                                                                 |
+|------------|--------|-------------------------------------------------------------------------|
+| `_file`    | String | the file the row came from                                              |
+| `_line`    | UInt32 | its 1-based line number in that file                                    |
+| `_reason`  | String | null for a parsed row, else why it cannot be used (see `PARSE_REASONS`)  |
+| `user`     | String | raw user id (null when unparsable)                                       |
+| `item`     | String | raw item id                                                              |
+| `ts`       | Int64  | unix seconds (for S3-Rec files, the position in the user's sequence)     |
+| `behavior` | String | behaviour type as the source spells it, or null when the source has none |
+| `<field>`  | String | one column per event-level context field (`RawLog.context_fields`)       |
+
+`RawLog.item_context` is an optional static table: `item` (String) plus one `List(String)` column per
+multi-valued item field (`RawLog.item_fields`), such as S3-Rec's attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+USER, ITEM, TS, BEHAVIOR = "user", "item", "ts", "behavior"
+FILE, LINE, REASON = "_file", "_line", "_reason"
+
+# Reasons a row is dropped, in the order they are checked. The first three come from the readers.
+PARSE_REASONS = ("wrong_column_count", "bad_id", "bad_timestamp")
+REASONS = (*PARSE_REASONS, "unknown_behavior", "out_of_window", "duplicate")
+
+
+@dataclass(frozen=True)
+class RawLog:
+    format: str  # reader name
+    paths: tuple[str, ...]  # every input file, for the artifact hash and messages
+    events: pl.LazyFrame  # see the module docstring
+    context_fields: tuple[str, ...] = ()  # event-level context columns
+    item_context: pl.LazyFrame | None = None  # static, multi-valued item fields
+    item_fields: tuple[str, ...] = ()
+    behaviors: tuple[str, ...] | None = None  # the known behaviour values, weakest first
+    window: tuple[int, int] | None = None  # valid [start, end) in unix seconds
+
+
+def event_columns(log: RawLog) -> list[str]:
+    return [FILE, LINE, REASON, USER, ITEM, TS, BEHAVIOR, *log.context_fields]

@@ -1,0 +1,1 @@
+"""Tables and reports built from prepared-data metadata and run folders; never trains."""
