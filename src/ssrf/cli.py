@@ -147,17 +147,112 @@ def data_stats(
     typer.echo(dataset_stats({**prepared.meta, "path": str(prepared.path)}))
 
 
+def _results_table(result: dict, split: str = "test") -> str:
+    from ssrf.reports.tables import markdown
+
+    metrics = {k: v for k, v in result[split].items() if k != "users"}
+    head = (
+        f"model {result['model']} on {result['dataset']} ({result['protocol']} protocol, "
+        f"{int(result[split]['users'])} {split} users, history masked: {result['mask_history']})"
+    )
+    return head + "\n\n" + markdown(list(metrics), [list(metrics.values())])
+
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="a TOML run config ([data] [model_options] [train] [eval])")
+]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: section.key=value (repeatable)")]
+
+
+@app.command("train")
+def train(
+    data: Annotated[list[Path], typer.Option("--data", help="raw file(s) or a prepared folder")],
+    fmt: FormatOpt = "taobao",
+    model: Annotated[str | None, typer.Option(help="ssrf, ssrf-uc, ssrf-o")] = None,
+    config: ConfigOpt = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    loss: Annotated[str | None, typer.Option(help="bce, ce or sampled-softmax")] = None,
+    behavior_weights: Annotated[str | None, typer.Option(help="e.g. pv=1,fav=1,cart=1,buy=10")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="run folder (default runs/<model>-<data>-s<seed>-<time>)")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run in --out")] = False,
+    overrides: SetOpt = None,
+    map_spec: MapSpec = None,
+    map_file: MapFile = None,
+    root: Root = None,
+) -> None:
+    """Train a model, select it on validation, evaluate test once, and print the results table."""
+    from ssrf import pipeline
+
+    try:
+        cfg = pipeline.RunConfig.from_toml(config) if config else pipeline.RunConfig()
+        sets = list(overrides or [])
+        for key, value in (("model", model),):
+            if value is not None:
+                cfg = pipeline.RunConfig.from_dict({**cfg.to_dict(), key: value})
+        for key, value in (("epochs", epochs), ("seed", seed), ("device", device)):
+            if value is not None:
+                sets.append(f"train.{key}={value}")
+        if loss is not None:
+            sets.append(f'train.loss="{loss}"')
+        cfg = cfg.override(sets) if sets else cfg
+        if behavior_weights is not None:
+            import dataclasses
+
+            weights = pipeline.parse_behavior_weights(behavior_weights)
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, behavior_weights=weights))
+        prepared = pipeline.prepare(data, fmt, cfg.data, mapping=_mapping(map_spec, map_file), root=root)
+        result = pipeline.train(prepared, cfg, out, resume=resume)
+    except (DataError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(_results_table(result))
+    typer.echo(
+        f"\ntraining {result['train_seconds']:.1f} s ({result['epochs_run']} epochs, best "
+        f"{result['best_epoch']}), test evaluation {result['test_eval_seconds']:.1f} s"
+    )
+
+
+@app.command("evaluate")
+def evaluate(
+    run: Annotated[Path, typer.Option("--run", help="a run folder")],
+    split: Annotated[str, typer.Option(help="test or valid")] = "test",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+) -> None:
+    """Evaluate a run's best model and print the results table."""
+    from ssrf import pipeline
+
+    try:
+        result = pipeline.evaluate_run(run, split, device)
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(_results_table(result, split))
+
+
 @app.command("demo")
-def demo(root: Root = None) -> None:
-    """Prepare the embedded Taobao UserBehavior subset and print its statistics."""
+def demo(
+    root: Root = None,
+    epochs: Annotated[int, typer.Option(help="training epochs")] = 10,
+    out: Annotated[Path | None, typer.Option(help="run folder")] = None,
+) -> None:
+    """Train SSRF on the embedded Taobao UserBehavior subset and print its statistics and test metrics."""
     from ssrf import pipeline
     from ssrf.reports.tables import dataset_stats
 
     try:
         prepared = pipeline.prepare([pipeline.demo_data_path()], pipeline.DEMO_FORMAT, root=root)
+        typer.echo(dataset_stats({**prepared.meta, "path": str(prepared.path)}) + "\n")
+        cfg = pipeline.RunConfig().override([f"train.epochs={epochs}"])
+        result = pipeline.train(prepared, cfg, out)
     except DataError as exc:
         _fail(exc)
-    typer.echo(dataset_stats({**prepared.meta, "path": str(prepared.path)}))
+    typer.echo(_results_table(result))
+    typer.echo(
+        f"\ntraining {result['train_seconds']:.1f} s ({result['epochs_run']} epochs, best "
+        f"{result['best_epoch']}), test evaluation {result['test_eval_seconds']:.1f} s"
+    )
 
 
 def main() -> None:

@@ -1,1 +1,31 @@
-"""ssrf.models"""
+"""The model registry: name -> (class, config class, fixed options). Nothing else lives here."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from ssrf.models.base import SequentialRecommender
+from ssrf.models.ssrf import SSRF, SSRFConfig
+
+REGISTRY: dict[str, tuple[type[SequentialRecommender], type, dict[str, Any]]] = {
+    "ssrf": (SSRF, SSRFConfig, {}),
+    "ssrf-uc": (SSRF, SSRFConfig, {"use_context": False}),  # the paper's ablation without context
+    "ssrf-o": (SSRF, SSRFConfig, {"pairwise": False}),  # the paper's ablation without pairwise encoding
+}
+
+
+def config_fields(name: str) -> set[str]:
+    return {f.name for f in fields(REGISTRY[name][1])}
+
+
+def build(name: str, config: dict[str, Any]) -> SequentialRecommender:
+    """Build model `name` from plain numbers and options (unknown keys are an error)."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}")
+    cls, cfg_cls, fixed = REGISTRY[name]
+    unknown = set(config) - config_fields(name)
+    if unknown:
+        raise KeyError(f"unknown option(s) for {name}: {', '.join(sorted(unknown))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in {**config, **fixed}.items()}
+    return cls(cfg_cls(**values))

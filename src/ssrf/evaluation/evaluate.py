@@ -1,0 +1,118 @@
+"""Evaluation under the two protocols of SSRF_MODEL.md, batched over users, ranking every item.
+
+- `loo` (leave-one-out, the S3-Rec protocol): each user's held-out event is ranked against all items;
+  HR@K, NDCG@K, MRR, and AUC (eq. 14 with the one held-out item as the positive).
+- `temporal` (the paper's): L_t = the distinct items of the user's period after the cut, L_r = top-K of a
+  ranking over all items; Pre@K, Rec@K (eq. 16-17), NDCG@K over the set, and AUC (eq. 14, exact over every
+  item the user never touched).
+Items already in the user's history are masked from the ranking when `mask_history` is set (the evaluated
+items themselves never are); the flag is recorded in every result. Only one batch of users x items scores is
+ever in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ssrf.dataset.batches import input_batch
+from ssrf.dataset.sequences import TEST, VALID, Sequences
+from ssrf.evaluation import metrics as M
+from ssrf.models.base import SequentialRecommender
+
+SPLIT_IDS = {"valid": VALID, "test": TEST}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    ks: tuple[int, ...] = (5, 10, 20)  # cut-offs of the top-K metrics
+    mask_history: bool | None = None  # mask items seen before the evaluated period; None: on for loo only
+    batch_size: int = 512  # users scored at once
+    auc: bool = True  # compute the paper's AUC (exact over all never-touched items)
+
+    def masking(self, protocol: str) -> bool:
+        return self.mask_history if self.mask_history is not None else protocol == "loo"
+
+
+def _dense(rows: list[np.ndarray], width: int, device: torch.device) -> torch.Tensor:
+    """[B, width] bool with True at each row's listed columns."""
+    out = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
+    if rows:
+        r = np.repeat(np.arange(len(rows)), [len(x) for x in rows])
+        c = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+        out[torch.from_numpy(r).to(device), torch.from_numpy(c.astype(np.int64)).to(device)] = True
+    return out
+
+
+def set_ndcg_at_k(scores: torch.Tensor, relevant: torch.Tensor, k: int) -> torch.Tensor:
+    """NDCG@K with binary relevance over a set of relevant items: DCG / ideal DCG (NaN without relevant)."""
+    top = scores.topk(k, dim=1).indices
+    gains = relevant.gather(1, top).float()
+    discount = 1.0 / torch.log2(torch.arange(2, k + 2, device=scores.device, dtype=torch.float32))
+    dcg = (gains * discount).sum(1)
+    n_rel = relevant.sum(1).clamp(max=k)
+    ideal = torch.cumsum(discount, 0)[(n_rel - 1).clamp(min=0)]
+    return torch.where(n_rel > 0, dcg / ideal, torch.full_like(dcg, float("nan")))
+
+
+@torch.no_grad()
+def evaluate(
+    model: SequentialRecommender,
+    seqs: Sequences,
+    split: str,
+    protocol: str,
+    cfg: EvalConfig,
+    max_len: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Mean metrics over the users evaluated on `split` ("valid" or "test")."""
+    sid = SPLIT_IDS[split]
+    users, ends, starts = seqs.eval_users(sid, protocol)
+    mask_history = cfg.masking(protocol)
+    model.eval()
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    def add(name: str, values: torch.Tensor) -> None:
+        ok = ~torch.isnan(values)
+        sums[name] = sums.get(name, 0.0) + float(values[ok].sum())
+        counts[name] = counts.get(name, 0) + int(ok.sum())
+
+    width = seqs.n_items + 1
+    for lo in range(0, len(users), cfg.batch_size):
+        u, e, s = (
+            users[lo : lo + cfg.batch_size],
+            ends[lo : lo + cfg.batch_size],
+            starts[lo : lo + cfg.batch_size],
+        )
+        batch = input_batch(seqs, u, s, e, max_len).trimmed().to(device)
+        scores = model.score(batch).float()  # [B, N + 1]
+        scores[:, 0] = float("-inf")
+        relevant_rows = [seqs.items[[i]] for i in e] if protocol == "loo" else seqs.period_items(u, sid)
+        relevant = _dense(relevant_rows, width, scores.device)
+        if cfg.auc:
+            touched = _dense(seqs.all_items(u), width, scores.device)
+            negative = ~touched
+            negative[:, 0] = False
+            add("auc", M.auc(scores, relevant, negative))
+        if mask_history:
+            seen = _dense(seqs.items_before(u, e), width, scores.device) & ~relevant
+            scores = scores.masked_fill(seen, float("-inf"))
+        if protocol == "loo":
+            target = torch.from_numpy(seqs.items[e]).to(scores.device)
+            ranks = M.target_ranks(scores, target)
+            for k in cfg.ks:
+                add(f"hr@{k}", M.hit_rate_at_k(ranks, k))
+                add(f"ndcg@{k}", M.ndcg_at_k(ranks, k))
+            add("mrr", M.mrr(ranks))
+        else:
+            for k in cfg.ks:
+                pre, rec = M.precision_recall_at_k(scores, relevant, k)
+                add(f"pre@{k}", pre)
+                add(f"rec@{k}", rec)
+                add(f"ndcg@{k}", set_ndcg_at_k(scores, relevant, k))
+    out = {k: sums[k] / counts[k] if counts[k] else float("nan") for k in sums}
+    out["users"] = float(len(users))
+    return out

@@ -1,0 +1,35 @@
+"""The one contract every recommender implements, so training, evaluation and serving never branch on it."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssrf.dataset.batches import SeqBatch
+
+
+class SequentialRecommender(nn.Module):
+    """A model that turns a sequence into a representation and scores items against it.
+
+    Subclasses implement `hidden` (representations at chosen positions) and `output` (item scores for
+    representations); `encode` and `score` follow from them.
+    """
+
+    n_items: int
+
+    def hidden(self, batch: SeqBatch, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """[T, D] representations at the True entries of `positions` [B, L] (row-major), each computed
+        from that position and the ones before it only; `None` means the last column: [B, D]."""
+        raise NotImplementedError
+
+    def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of items for representations h [T, D]: all items [T, N + 1] (column 0 is padding) when
+        `items` is None, else [T, C] for the candidate ids `items` [T, C]."""
+        raise NotImplementedError
+
+    def encode(self, batch: SeqBatch) -> torch.Tensor:  # [B, D]
+        return self.hidden(batch, None)
+
+    def score(self, batch: SeqBatch, items: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, C] scores of candidate items [B, C] (or of every item, [B, N + 1], when None)."""
+        return self.output(self.encode(batch), items)

@@ -1,0 +1,214 @@
+"""SSRF: Self-focus Sequence Recommendation model for Fusion context information (Yu & Tian), as read in
+shared/design/SSRF_MODEL.md.
+
+Two parallel branches over a user's history, fused with a user embedding:
+- CNN branch (the paper's 2.2, after CosRec): the last L items, pairwise-encoded into a 2d-channel L x L grid
+  X[a, b] = [e_a ; e_b], four convolutions (1x1, 3x3, 1x1, 3x3) with batch norm and ReLU, then a fully
+  connected layer with dropout: T in R^d.
+- Self-attention branch (2.3): tokens [item ; context] + position over the last n interactions, p post-LN
+  blocks of causal multi-head attention and a feed-forward layer (eq. 1-10); O_f = the current position's
+  output, 2d wide.
+- Fusion (2.4): O_cf = W [T ; O_f] + b, W in R^{3d x d}; y = W' [O_cf ; P_u] + b', W' in R^{|I| x 2d}
+  (eq. 11-12): one output row and bias per item, not tied to the input table.
+
+Ablations (3.7): `use_context=False` is SSRF-UC (tokens carry the item alone, d wide, W in R^{2d x d});
+`pairwise=False` is SSRF-O (the CNN sees the plain L x d matrix, 1-D convolutions).
+Departures, each an option beside the default: `pre_ln` (pre-LayerNorm blocks). Every position of a sequence
+is scored in one pass: attention is causal and the CNN window of position t ends at t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssrf.dataset.batches import SeqBatch
+from ssrf.models.base import SequentialRecommender
+
+
+@dataclass(frozen=True, kw_only=True)
+class SSRFConfig:
+    n_items: int  # catalogue size |I| (ids 1..n_items; 0 is padding)
+    n_users: int  # number of users (ids 1..n_users)
+    n_behaviors: int = 1  # behaviour types (ids 1..n_behaviors)
+    field_sizes: tuple[int, ...] = ()  # vocabulary size (padding included) of each item context field
+    field_widths: tuple[int, ...] = ()  # most values one item has in each field (multi-valued: mean-pooled)
+    d: int = 64  # embedding size (the paper's n_h)
+    window: int = 5  # L: recent items in the pairwise-encoded CNN window
+    max_len: int = 50  # n: interactions in the context sequence
+    blocks: int = 2  # p: self-attention blocks
+    heads: int = 2  # nh: attention heads
+    conv_channels: tuple[int, int] = (128, 256)  # channels of the 1x1/3x3 pairs
+    fc_dropout: float = 0.5  # dropout after the CNN's fully connected layer
+    dropout: float = 0.2  # dropout on attention tokens, attention weights and feed-forward outputs
+    use_context: bool = True  # False: SSRF-UC (no context information)
+    pairwise: bool = True  # False: SSRF-O (no pairwise encoding)
+    pre_ln: bool = False  # beyond the paper: pre-LayerNorm attention blocks
+
+
+class PairwiseCNN(nn.Module):
+    """X [B, 2d, L, L] -> T [B, d] (or, with pairwise=False, X [B, d, L] -> T)."""
+
+    def __init__(self, cfg: SSRFConfig) -> None:
+        super().__init__()
+        c1, c2 = cfg.conv_channels
+        conv, norm = (nn.Conv2d, nn.BatchNorm2d) if cfg.pairwise else (nn.Conv1d, nn.BatchNorm1d)
+        size, layers = cfg.window, []
+        for c_in, c_out, k in (
+            (2 * cfg.d if cfg.pairwise else cfg.d, c1, 1),
+            (c1, c1, 3),
+            (c1, c2, 1),
+            (c2, c2, 3),
+        ):
+            # paper: 3x3 without padding shrinks the grid (5 -> 3 -> 1); pad once it would vanish, or for 1-D
+            pad = 0 if (k == 1 or (cfg.pairwise and size >= 3)) else 1
+            size = size - k + 1 + 2 * pad
+            layers += [conv(c_in, c_out, k, padding=pad), norm(c_out), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1) if cfg.pairwise else nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Sequential(nn.Linear(c2, cfg.d), nn.ReLU(), nn.Dropout(cfg.fc_dropout))
+        self.pairwise = cfg.pairwise
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:  # e: [B, L, D]
+        b, length, d = e.shape
+        if self.pairwise:
+            x = e.transpose(1, 2)  # [B, D, L]
+            x = torch.cat(
+                (
+                    x[:, :, :, None].expand(b, d, length, length),
+                    x[:, :, None, :].expand(b, d, length, length),
+                ),
+                dim=1,
+            )  # [B, 2D, L, L]
+        else:
+            x = e.transpose(1, 2)  # [B, D, L]
+        x = self.pool(self.convs(x)).flatten(1)  # [B, C2]
+        return self.fc(x)  # [B, D]
+
+
+class SelfAttentionBlock(nn.Module):
+    """Eq. 4-8: multi-head attention, residual + LayerNorm, feed-forward (ReLU), residual + LayerNorm."""
+
+    def __init__(self, width: int, heads: int, dropout: float, pre_ln: bool) -> None:
+        super().__init__()
+        self.heads, self.dropout, self.pre_ln = heads, dropout, pre_ln
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)  # W^O
+        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.ffn = nn.Sequential(
+            nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def attend(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, length, w = x.shape
+        q, k, v = (
+            self.qkv(x).view(b, length, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        )  # [B,H,L,D/H]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.drop(self.proj(y.transpose(1, 2).reshape(b, length, w)))
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:  # x: [B, L, W], mask: [B, 1, L, L]
+        if self.pre_ln:
+            x = x + self.attend(self.ln1(x), mask)
+            return x + self.drop(self.ffn(self.ln2(x)))
+        x = self.ln1(x + self.attend(x, mask))  # eq. 6
+        return self.ln2(x + self.drop(self.ffn(x)))  # eq. 7-8
+
+
+class SSRF(SequentialRecommender):
+    def __init__(self, cfg: SSRFConfig) -> None:
+        super().__init__()
+        self.cfg, self.n_items = cfg, cfg.n_items
+        d = cfg.d
+        self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)
+        self.user_emb = nn.Embedding(cfg.n_users + 1, d)
+        width = 2 * d if cfg.use_context else d
+        if cfg.use_context:
+            self.behavior_emb = nn.Embedding(cfg.n_behaviors + 1, d, padding_idx=0)
+            self.field_embs = nn.ModuleList(nn.Embedding(s, d, padding_idx=0) for s in cfg.field_sizes)
+            for i, (s, k) in enumerate(zip(cfg.field_sizes, cfg.field_widths, strict=True)):
+                del s  # item -> context ids; filled by load_state_dict or set_item_fields
+                self.register_buffer(f"item_field_{i}", torch.zeros(cfg.n_items + 1, k, dtype=torch.long))
+        self.pos_emb = nn.Embedding(cfg.max_len, width)
+        self.token_drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            SelfAttentionBlock(width, cfg.heads, cfg.dropout, cfg.pre_ln) for _ in range(cfg.blocks)
+        )
+        self.final_ln = nn.LayerNorm(width) if cfg.pre_ln else nn.Identity()
+        self.cnn = PairwiseCNN(cfg)
+        self.fuse = nn.Linear(d + width, d)  # W in R^{3d x d} (2d x d for SSRF-UC)
+        self.out = nn.Embedding(cfg.n_items + 1, 2 * d)  # W'
+        self.out_bias = nn.Embedding(cfg.n_items + 1, 1)  # b'
+        self.apply(self._init)
+        nn.init.zeros_(self.out_bias.weight)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=m.embedding_dim**-0.5)
+            if m.padding_idx is not None:
+                nn.init.zeros_(m.weight[m.padding_idx])
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def set_item_fields(self, tables: list[torch.Tensor]) -> None:
+        """Install the item -> context-id tables ([N + 1, K] each, 0-padded)."""
+        if not self.cfg.use_context:
+            return
+        for i, t in enumerate(tables):
+            getattr(self, f"item_field_{i}").copy_(t)
+
+    def context(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
+        """c_i: the sum of the context-field embeddings of each event (multi-valued fields mean-pooled)."""
+        c = self.behavior_emb(behaviors)  # [B, L, D]
+        for i, emb in enumerate(self.field_embs):
+            ids = getattr(self, f"item_field_{i}")[items]  # [B, L, K]
+            n = (ids != 0).sum(-1, keepdim=True).clamp(min=1)
+            c = c + emb(ids).sum(-2) / n
+        return c
+
+    def attention(self, batch: SeqBatch) -> torch.Tensor:
+        """O_f at every position: [B, L, W], position t computed from positions <= t only."""
+        items = batch.items
+        length = items.shape[1]
+        tok = self.item_emb(items)
+        if self.cfg.use_context:
+            tok = torch.cat((tok, self.context(items, batch.behaviors)), dim=-1)  # [B, L, 2D]
+        pos = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=items.device)  # right-aligned
+        x = self.token_drop(tok + self.pos_emb(pos))
+        real = items != 0
+        causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
+        eye = torch.eye(length, dtype=torch.bool, device=items.device)
+        mask = ((causal & real[:, None, :]) | eye)[:, None]  # [B, 1, L, L]; a pad row attends to itself
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.final_ln(x)
+
+    def hidden(self, batch: SeqBatch, positions: torch.Tensor | None = None) -> torch.Tensor:
+        items = batch.items
+        b, length = items.shape
+        if positions is None:
+            positions = torch.zeros_like(items, dtype=torch.bool)
+            positions[:, -1] = True
+        o_f = self.attention(batch)[positions]  # [T, W]
+        # the CNN window of position t: items t-L+1..t (left-padded)
+        padded = F.pad(items, (self.cfg.window - 1, 0))
+        windows = padded.unfold(1, self.cfg.window, 1)[positions]  # [T, L]
+        t = self.cnn(self.item_emb(windows))  # [T, D]
+        o_cf = self.fuse(torch.cat((t, o_f), dim=-1))  # eq. 11
+        users = batch.user[:, None].expand(b, length)[positions]
+        return torch.cat((o_cf, self.user_emb(users)), dim=-1)  # [T, 2D]
+
+    def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        if items is None:
+            return h @ self.out.weight.T + self.out_bias.weight.T  # eq. 12: [T, N + 1]
+        return (h[:, None, :] * self.out(items)).sum(-1) + self.out_bias(items).squeeze(-1)  # [T, C]

@@ -1,0 +1,213 @@
+"""The training loop: a plain function. Optimiser, early stopping, checkpoints and resume live here;
+evaluation is a callable passed in."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ssrf.dataset.batches import bucket_order, train_batch
+from ssrf.dataset.sequences import Sequences
+from ssrf.models.base import SequentialRecommender
+from ssrf.models.registry import save_model
+from ssrf.training import losses
+from ssrf.training.checkpoint import load_resume, save_resume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    loss: str = (
+        "bce"  # bce (eq. 13, sampled negatives), ce (full softmax) or sampled-softmax (log-Q corrected)
+    )
+    negatives: int = 3  # bce: uniformly sampled negatives per target (the paper's N)
+    sampled_negatives: int = 1024  # sampled-softmax: negatives shared by a batch, drawn by popularity^0.75
+    behavior_weights: tuple[tuple[str, float], ...] = ()  # weight of a positive term by behaviour, default 1
+    neg_weight: float = 1.0  # weight of the negative terms (bce)
+    epochs: int = 20  # maximum epochs
+    batch_size: int = 128  # sequences (chunks of up to n + 1 events) per step
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # Adam weight decay (L2)
+    patience: int = 3  # stop after this many validations without improvement
+    metric: str = "ndcg@10"  # validation metric for early stopping and the best checkpoint
+    checkpoint_every: int = 200  # steps between resume checkpoints (0: only at epoch ends)
+    seed: int = 0  # all randomness (init, batches, negatives, dropout) derives from it
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:1, ...
+    max_len: int = 50  # n: events in a training chunk's input (set from the model)
+
+    def __post_init__(self) -> None:
+        if self.loss not in losses.LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(losses.LOSSES)}, got {self.loss!r}")
+
+
+@dataclass
+class History:
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -math.inf
+    stopped_early: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _step_seed(seed: int, epoch: int, step: int) -> int:
+    return (seed * 1_000_003 + epoch * 100_003 + step) % (2**63 - 1)
+
+
+def fit(
+    model: SequentialRecommender,
+    seqs: Sequences,
+    cfg: TrainConfig,
+    run_dir: Path,
+    behavior_names: list[str],
+    validate: Callable[[SequentialRecommender], dict[str, float]],
+    model_name: str,
+    on_step: Callable[[int, int], None] | None = None,
+) -> History:
+    """Train with early stopping on `validate(model)[cfg.metric]`; keep the best weights in run_dir/best.
+
+    Resumes from run_dir/resume when it holds a state. `on_step(epoch, step)` runs after every step."""
+    device = resolve_device(cfg.device)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    weights = dict(cfg.behavior_weights)
+    unknown = set(weights) - set(behavior_names)
+    if unknown:
+        raise ValueError(
+            f"unknown behaviour(s) in behaviour weights: {', '.join(sorted(unknown))}; "
+            f"this dataset has {', '.join(behavior_names)}"
+        )
+    bw = torch.tensor([0.0] + [float(weights.get(b, 1.0)) for b in behavior_names], device=device)
+    chunks = seqs.train_chunks(cfg.max_len)
+    lengths = chunks[:, 2] - chunks[:, 1]
+    log_q = _log_q(seqs, device) if cfg.loss == "sampled-softmax" else None
+    history, start_epoch, start_step = History(), 0, 0
+    resume_dir, metrics_path = run_dir / "resume", run_dir / "metrics.jsonl"
+    counters = load_resume(resume_dir, model, optimizer)
+    if counters is not None:
+        start_epoch, start_step = counters["epoch"], counters["step"]
+        history = History(counters["epochs"], counters["best_epoch"], counters["best_score"], False)
+        log.info("resuming at epoch %d, step %d", start_epoch + 1, start_step)
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
+    for epoch in range(start_epoch, cfg.epochs):
+        if len(history.epochs) - 1 - history.best_epoch >= cfg.patience and history.best_epoch >= 0:
+            history.stopped_early = True
+            break
+        order = bucket_order(lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
+        model.train()
+        t0, seen, total = time.perf_counter(), 0, 0.0
+        if start_step:
+            total, seen = counters["partial_loss"], counters["partial_targets"]  # type: ignore[index]
+        bar = tqdm(
+            total=len(order),
+            initial=start_step,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=None,
+            unit="batch",
+        )
+        for step in range(start_step, len(order)):
+            torch.manual_seed(_step_seed(cfg.seed, epoch, step))  # dropout masks
+            gen = torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, step) + 1)  # negatives
+            batch = train_batch(seqs, chunks[order[step]], cfg.max_len).trimmed().to(device)
+            positions = batch.targets != 0
+            targets = batch.targets[positions]
+            pos_w = bw[batch.target_behaviors[positions]]
+            with amp:
+                h = model.hidden(batch, positions)
+                if cfg.loss == "bce":
+                    neg = losses.sample_negatives(targets, seqs.n_items, cfg.negatives, gen)
+                    loss = losses.bce_with_negatives(model, h, targets, pos_w, cfg.neg_weight, neg)
+                elif cfg.loss == "ce":
+                    loss = losses.full_softmax_ce(model, h, targets, pos_w)
+                else:
+                    assert log_q is not None
+                    neg = torch.multinomial(
+                        log_q.exp(), cfg.sampled_negatives, replacement=True, generator=gen
+                    ).to(device)
+                    loss = losses.sampled_softmax(model, h, targets, pos_w, neg, log_q)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(targets)
+            seen += len(targets)
+            elapsed = time.perf_counter() - t0
+            bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", targets_s=f"{seen / max(elapsed, 1e-9):.0f}")
+            bar.update()
+            done = step + 1
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < len(order):
+                save_resume(resume_dir, model, optimizer, _counters(history, epoch, done, total, seen))
+            if on_step is not None:
+                on_step(epoch, done)
+        bar.close()
+        train_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        scores = validate(model)
+        row = {
+            "epoch": epoch + 1,
+            "loss": total / max(seen, 1),
+            "targets": seen,
+            "train_seconds": round(train_s, 3),
+            "targets_per_second": round(seen / max(train_s, 1e-9), 1),
+            "eval_seconds": round(time.perf_counter() - t1, 3),
+            **{f"valid_{k}": v for k, v in scores.items()},
+        }
+        history.epochs.append(row)
+        if scores[cfg.metric] > history.best_score:
+            history.best_score, history.best_epoch = scores[cfg.metric], len(history.epochs) - 1
+            save_model(run_dir / "best", model_name, model)
+        with open(metrics_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        log.info(
+            "epoch %d: loss %.4f, %s %.4f (%.0f targets/s)",
+            epoch + 1,
+            row["loss"],
+            cfg.metric,
+            scores[cfg.metric],
+            row["targets_per_second"],
+        )
+        start_step = 0
+        save_resume(resume_dir, model, optimizer, _counters(history, epoch + 1, 0, 0.0, 0))
+    else:
+        history.stopped_early = False
+    return history
+
+
+def _counters(history: History, epoch: int, step: int, total: float, seen: int) -> dict:
+    return {
+        "epoch": epoch,
+        "step": step,
+        "partial_loss": total,
+        "partial_targets": seen,
+        "epochs": history.epochs,
+        "best_epoch": history.best_epoch,
+        "best_score": history.best_score,
+    }
+
+
+def _log_q(seqs: Sequences, device: torch.device) -> torch.Tensor:
+    """log Q(item) of the sampled-softmax proposal: training popularity^0.75 (padding never drawn)."""
+    counts = np.bincount(seqs.items[seqs.split == 0], minlength=seqs.n_items + 1).astype(np.float64)
+    q = (counts + 1.0) ** 0.75
+    q[0] = 0.0
+    q /= q.sum()
+    with np.errstate(divide="ignore"):
+        return torch.tensor(np.log(q), dtype=torch.float32, device=device)

@@ -1,0 +1,64 @@
+"""Losses as pure functions of a model's representations and item scores. No model branches on these."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ssrf.models.base import SequentialRecommender
+
+LOSSES = ("bce", "ce", "sampled-softmax")
+
+
+def sample_negatives(
+    targets: torch.Tensor, n_items: int, count: int, generator: torch.Generator
+) -> torch.Tensor:
+    """[T, count] uniform item ids in 1..n_items, none equal to its row's target (a hit is shifted by one)."""
+    neg = torch.randint(1, n_items + 1, (targets.shape[0], count), generator=generator, device="cpu")
+    neg = neg.to(targets.device)
+    hit = neg == targets[:, None]
+    return torch.where(hit, neg % n_items + 1, neg)
+
+
+def bce_with_negatives(
+    model: SequentialRecommender,
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    pos_weight: torch.Tensor,
+    neg_weight: float,
+    negatives: torch.Tensor,
+) -> torch.Tensor:
+    """Eq. 13: -log s(y_target) - sum_j log(1 - s(y_j)) over sampled negatives j, the positive term weighted
+    by its behaviour and the negative terms by `neg_weight`; averaged over targets."""
+    items = torch.cat((targets[:, None], negatives), dim=1)  # [T, 1 + N]
+    logits = model.output(h, items).float()
+    pos = F.softplus(-logits[:, 0])  # -log sigmoid
+    neg = F.softplus(logits[:, 1:]).sum(-1)  # -log(1 - sigmoid)
+    return (pos_weight * pos + neg_weight * neg).sum() / pos_weight.numel()
+
+
+def full_softmax_ce(
+    model: SequentialRecommender, h: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy over every item (padding excluded), weighted by the target's behaviour."""
+    logits = model.output(h).float()
+    logits[:, 0] = float("-inf")
+    return (pos_weight * F.cross_entropy(logits, targets, reduction="none")).sum() / pos_weight.numel()
+
+
+def sampled_softmax(
+    model: SequentialRecommender,
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    pos_weight: torch.Tensor,
+    negatives: torch.Tensor,
+    log_q: torch.Tensor,
+) -> torch.Tensor:
+    """Softmax over the target and negatives shared by the batch, drawn from a proposal Q, with the logQ
+    correction (logit - log Q(item)); a negative equal to a row's target is masked out."""
+    pos = model.output(h, targets[:, None]).float()[:, 0] - log_q[targets]  # [T]
+    neg = model.output(h, negatives[None, :].expand(h.shape[0], -1)).float() - log_q[negatives][None, :]
+    neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))  # [T, S]
+    logits = torch.cat((pos[:, None], neg), dim=1)
+    loss = -F.log_softmax(logits, dim=1)[:, 0]
+    return (pos_weight * loss).sum() / pos_weight.numel()

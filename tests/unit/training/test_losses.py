@@ -1,0 +1,81 @@
+"""Losses against values worked out by hand, with a stub model whose item scores are fixed numbers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ssrf.models.base import SequentialRecommender
+from ssrf.training import losses
+
+
+class FixedScores(SequentialRecommender):
+    """output(h, items) = table[items] (h only sets the number of rows)."""
+
+    def __init__(self, table: list[float]) -> None:
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.tensor(table))
+        self.n_items = len(table) - 1
+
+    def output(self, h, items=None):
+        if items is None:
+            return self.table.expand(h.shape[0], -1)
+        return self.table[items]
+
+
+def test_bce_with_negatives_by_hand():
+    # item 1 scores 1.0 (the target), items 2 and 3 score 0.0 (negatives)
+    m = FixedScores([0.0, 1.0, 0.0, 0.0])
+    h = torch.zeros(1, 4)
+    loss = losses.bce_with_negatives(
+        m, h, torch.tensor([1]), torch.tensor([2.0]), 0.5, torch.tensor([[2, 3]])
+    )
+    # 2 * -log(sigmoid(1)) + 0.5 * 2 * -log(1 - sigmoid(0)) = 2 * 0.313262 + 0.5 * 2 * 0.693147
+    expected = 2 * math.log1p(math.exp(-1.0)) + 0.5 * 2 * math.log(2.0)
+    assert math.isclose(float(loss), expected, rel_tol=1e-6)
+
+
+def test_full_softmax_ce_by_hand():
+    # three real items with equal scores: -log(1/3); the padding column never counts, whatever its score
+    m = FixedScores([100.0, 0.5, 0.5, 0.5])
+    loss = losses.full_softmax_ce(m, torch.zeros(2, 4), torch.tensor([1, 3]), torch.tensor([1.0, 1.0]))
+    assert math.isclose(float(loss), math.log(3.0), rel_tol=1e-6)
+
+
+def test_behaviour_weights_scale_each_target():
+    m = FixedScores([0.0, 2.0, 0.0, -1.0])
+    h, targets, neg = torch.zeros(2, 4), torch.tensor([1, 3]), torch.tensor([[2], [2]])
+    one = losses.bce_with_negatives(m, h, targets, torch.tensor([1.0, 1.0]), 1.0, neg)
+    ten = losses.bce_with_negatives(m, h, targets, torch.tensor([1.0, 10.0]), 1.0, neg)
+    # only the second target's positive term is scaled: difference = 9 * -log(sigmoid(-1)) / 2 targets
+    assert math.isclose(float(ten - one), 9 * math.log1p(math.exp(1.0)) / 2, rel_tol=1e-5)
+
+
+def test_sampled_softmax_by_hand_with_log_q():
+    # target 1 (score 1), negatives 2 and 3 (score 0), Q uniform over 3 items: the correction cancels
+    m = FixedScores([0.0, 1.0, 0.0, 0.0])
+    log_q = torch.log(torch.tensor([1e-9, 1 / 3, 1 / 3, 1 / 3]))
+    loss = losses.sampled_softmax(
+        m, torch.zeros(1, 4), torch.tensor([1]), torch.tensor([1.0]), torch.tensor([2, 3, 1]), log_q
+    )
+    # the accidental hit (negative 1 == target) is masked: -log(e / (e + 1 + 1))
+    assert math.isclose(float(loss), -math.log(math.e / (math.e + 2)), rel_tol=1e-6)
+    # a popular negative (large Q) is discounted: its corrected logit drops, so the loss falls
+    skew = torch.log(torch.tensor([1e-9, 0.2, 0.7, 0.1]))
+    assert (
+        float(
+            losses.sampled_softmax(
+                m, torch.zeros(1, 4), torch.tensor([1]), torch.tensor([1.0]), torch.tensor([2]), skew
+            )
+        )
+        < -math.log(math.e / (math.e + 1)) + 1
+    )
+
+
+def test_negatives_are_in_range_and_never_the_target():
+    targets = torch.randint(1, 6, (5000,), generator=torch.Generator().manual_seed(0))
+    neg = losses.sample_negatives(targets, 5, 4, torch.Generator().manual_seed(1))
+    assert neg.shape == (5000, 4)
+    assert int(neg.min()) >= 1 and int(neg.max()) <= 5
+    assert not (neg == targets[:, None]).any()
