@@ -147,7 +147,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(targets)
+            total += float(loss.detach()) * len(targets)
             seen += len(targets)
             elapsed = time.perf_counter() - t0
             bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", targets_s=f"{seen / max(elapsed, 1e-9):.0f}")

@@ -42,7 +42,7 @@ def full_softmax_ce(
 ) -> torch.Tensor:
     """Cross-entropy over every item (padding excluded), weighted by the target's behaviour."""
     logits = model.output(h).float()
-    logits[:, 0] = float("-inf")
+    logits = torch.cat((torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]), dim=1)
     return (pos_weight * F.cross_entropy(logits, targets, reduction="none")).sum() / pos_weight.numel()
 
 

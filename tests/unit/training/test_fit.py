@@ -77,7 +77,10 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(sample, tmp_path):
     assert not (tmp_path / "cut" / "results.json").exists()
     resumed = pipeline.train(sample, config(checkpoint_every=2), tmp_path / "cut", resume=True)
     assert resumed["test"] == full["test"]
-    assert resumed["best_valid"] == full["best_valid"]
+    timing = ("train_seconds", "targets_per_second", "eval_seconds")
+    assert {k: v for k, v in resumed["best_valid"].items() if k not in timing} == {
+        k: v for k, v in full["best_valid"].items() if k not in timing
+    }
 
 
 def test_unknown_behaviour_weight_is_an_error(sample, tmp_path):

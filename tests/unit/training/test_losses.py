@@ -33,14 +33,14 @@ def test_bce_with_negatives_by_hand():
     )
     # 2 * -log(sigmoid(1)) + 0.5 * 2 * -log(1 - sigmoid(0)) = 2 * 0.313262 + 0.5 * 2 * 0.693147
     expected = 2 * math.log1p(math.exp(-1.0)) + 0.5 * 2 * math.log(2.0)
-    assert math.isclose(float(loss), expected, rel_tol=1e-6)
+    assert math.isclose(loss.item(), expected, rel_tol=1e-6)
 
 
 def test_full_softmax_ce_by_hand():
     # three real items with equal scores: -log(1/3); the padding column never counts, whatever its score
     m = FixedScores([100.0, 0.5, 0.5, 0.5])
     loss = losses.full_softmax_ce(m, torch.zeros(2, 4), torch.tensor([1, 3]), torch.tensor([1.0, 1.0]))
-    assert math.isclose(float(loss), math.log(3.0), rel_tol=1e-6)
+    assert math.isclose(loss.item(), math.log(3.0), rel_tol=1e-6)
 
 
 def test_behaviour_weights_scale_each_target():
@@ -49,7 +49,7 @@ def test_behaviour_weights_scale_each_target():
     one = losses.bce_with_negatives(m, h, targets, torch.tensor([1.0, 1.0]), 1.0, neg)
     ten = losses.bce_with_negatives(m, h, targets, torch.tensor([1.0, 10.0]), 1.0, neg)
     # only the second target's positive term is scaled: difference = 9 * -log(sigmoid(-1)) / 2 targets
-    assert math.isclose(float(ten - one), 9 * math.log1p(math.exp(1.0)) / 2, rel_tol=1e-5)
+    assert math.isclose((ten - one).item(), 9 * math.log1p(math.exp(1.0)) / 2, rel_tol=1e-5)
 
 
 def test_sampled_softmax_by_hand_with_log_q():
@@ -60,17 +60,14 @@ def test_sampled_softmax_by_hand_with_log_q():
         m, torch.zeros(1, 4), torch.tensor([1]), torch.tensor([1.0]), torch.tensor([2, 3, 1]), log_q
     )
     # the accidental hit (negative 1 == target) is masked: -log(e / (e + 1 + 1))
-    assert math.isclose(float(loss), -math.log(math.e / (math.e + 2)), rel_tol=1e-6)
-    # a popular negative (large Q) is discounted: its corrected logit drops, so the loss falls
+    assert math.isclose(loss.item(), -math.log(math.e / (math.e + 2)), rel_tol=1e-6)
+    # with a skewed Q: corrected logits are 1 - log 0.2 (target) and 0 - log 0.7 (negative 2)
     skew = torch.log(torch.tensor([1e-9, 0.2, 0.7, 0.1]))
-    assert (
-        float(
-            losses.sampled_softmax(
-                m, torch.zeros(1, 4), torch.tensor([1]), torch.tensor([1.0]), torch.tensor([2]), skew
-            )
-        )
-        < -math.log(math.e / (math.e + 1)) + 1
+    loss = losses.sampled_softmax(
+        m, torch.zeros(1, 4), torch.tensor([1]), torch.tensor([1.0]), torch.tensor([2]), skew
     )
+    expected = math.log1p(math.exp((0 - math.log(0.7)) - (1 - math.log(0.2))))  # = 0.09996
+    assert math.isclose(loss.item(), expected, rel_tol=1e-5)
 
 
 def test_negatives_are_in_range_and_never_the_target():
