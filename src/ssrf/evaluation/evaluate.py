@@ -57,7 +57,7 @@ def set_ndcg_at_k(scores: torch.Tensor, relevant: torch.Tensor, k: int) -> torch
     return torch.where(n_rel > 0, dcg / ideal, torch.full_like(dcg, float("nan")))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
     model: SequentialRecommender,
     seqs: Sequences,
@@ -70,6 +70,8 @@ def evaluate(
     """Mean metrics over the users evaluated on `split` ("valid" or "test")."""
     sid = SPLIT_IDS[split]
     users, ends, starts = seqs.eval_users(sid, protocol)
+    by_length = np.argsort(np.minimum(ends - starts, max_len), kind="stable")  # batches of similar length
+    users, ends, starts = users[by_length], ends[by_length], starts[by_length]  # trim to little padding
     mask_history = cfg.masking(protocol)
     model.eval()
     sums: dict[str, float] = {}
