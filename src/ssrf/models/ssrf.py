@@ -13,7 +13,8 @@ Two parallel branches over a user's history, fused with a user embedding:
 
 Ablations (3.7): `use_context=False` is SSRF-UC (tokens carry the item alone, d wide, W in R^{2d x d});
 `pairwise=False` is SSRF-O (the CNN sees the plain L x d matrix, 1-D convolutions).
-Departures, each an option beside the default: `pre_ln` (pre-LayerNorm blocks). Every position of a sequence
+Departures, each an option beside the default: `pre_ln` (pre-LayerNorm blocks), `tie_output` (W' built from
+the input item table and the item's context fields, so an item's output row shares what its input row learns). Every position of a sequence
 is scored in one pass: attention is causal and the CNN window of position t ends at t.
 """
 
@@ -47,6 +48,7 @@ class SSRFConfig:
     use_context: bool = True  # False: SSRF-UC (no context information)
     pairwise: bool = True  # False: SSRF-O (no pairwise encoding)
     pre_ln: bool = False  # beyond the paper: pre-LayerNorm attention blocks
+    tie_output: bool = False  # beyond the paper: W'_i = [E_I(i) ; i's context-field embedding], no free table
 
 
 class PairwiseCNN(nn.Module):
@@ -145,7 +147,7 @@ class SSRF(SequentialRecommender):
         self.final_ln = nn.LayerNorm(width) if cfg.pre_ln else nn.Identity()
         self.cnn = PairwiseCNN(cfg)
         self.fuse = nn.Linear(d + width, d)  # W in R^{3d x d} (2d x d for SSRF-UC)
-        self.out = nn.Embedding(cfg.n_items + 1, 2 * d)  # W'
+        self.out = None if cfg.tie_output else nn.Embedding(cfg.n_items + 1, 2 * d)  # W'
         self.out_bias = nn.Embedding(cfg.n_items + 1, 1)  # b'
         self.apply(self._init)
         nn.init.zeros_(self.out_bias.weight)
@@ -167,14 +169,27 @@ class SSRF(SequentialRecommender):
         for i, t in enumerate(tables):
             getattr(self, f"item_field_{i}").copy_(t)
 
-    def context(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
-        """c_i: the sum of the context-field embeddings of each event (multi-valued fields mean-pooled)."""
-        c = self.behavior_emb(behaviors)  # [B, L, D]
+    def item_context(self, items: torch.Tensor) -> torch.Tensor:
+        """The sum over context fields of each item's field embedding (multi-valued fields mean-pooled)."""
+        c = torch.zeros(*items.shape, self.cfg.d, device=items.device, dtype=self.item_emb.weight.dtype)
+        if not self.cfg.use_context:
+            return c
         for i, emb in enumerate(self.field_embs):
-            ids = getattr(self, f"item_field_{i}")[items]  # [B, L, K]
+            ids = getattr(self, f"item_field_{i}")[items]  # [..., K]
             n = (ids != 0).sum(-1, keepdim=True).clamp(min=1)
             c = c + emb(ids).sum(-2) / n
         return c
+
+    def context(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
+        """c_i of each event: its item's context fields plus its behaviour type."""
+        return self.behavior_emb(behaviors) + self.item_context(items)  # [B, L, D]
+
+    def output_table(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """W' rows ([N + 1, 2D], or [..., 2D] for `items`)."""
+        if self.out is not None:
+            return self.out.weight if items is None else self.out(items)
+        ids = torch.arange(self.n_items + 1, device=self.item_emb.weight.device) if items is None else items
+        return torch.cat((self.item_emb(ids), self.item_context(ids)), dim=-1)
 
     def attention(self, batch: SeqBatch) -> torch.Tensor:
         """O_f at every position: [B, L, W], position t computed from positions <= t only."""
@@ -210,5 +225,5 @@ class SSRF(SequentialRecommender):
 
     def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         if items is None:
-            return h @ self.out.weight.T + self.out_bias.weight.T  # eq. 12: [T, N + 1]
-        return (h[:, None, :] * self.out(items)).sum(-1) + self.out_bias(items).squeeze(-1)  # [T, C]
+            return h @ self.output_table().T + self.out_bias.weight.T  # eq. 12: [T, N + 1]
+        return (h[:, None, :] * self.output_table(items)).sum(-1) + self.out_bias(items).squeeze(-1)  # [T, C]

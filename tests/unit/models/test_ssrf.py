@@ -119,6 +119,17 @@ def test_pairwise_grid_is_every_ordered_pair():
             torch.testing.assert_close(x[:, :, a, c], torch.cat((e[:, a], e[:, c]), dim=1))
 
 
+def test_tied_output_uses_the_item_and_context_tables():
+    m = make("ssrf", tie_output=True)
+    assert m.out is None
+    table = m.output_table()
+    torch.testing.assert_close(table[:, : m.cfg.d], m.item_emb.weight)
+    torch.testing.assert_close(table[3, m.cfg.d :], m.item_context(torch.tensor(3)))
+    b = batch()
+    torch.testing.assert_close(m.score(b, torch.tensor([[1, 7], [30, 2], [5, 5]])),
+                               m.score(b).gather(1, torch.tensor([[1, 7], [30, 2], [5, 5]])))
+
+
 def test_dimensions_follow_the_paper():
     m = make("ssrf", d=16)
     assert m.fuse.in_features == 3 * 16 and m.fuse.out_features == 16  # W in R^{3d x d}
