@@ -10,15 +10,40 @@ from ssrf import pipeline
 from ssrf.cli import app
 
 runner = CliRunner()
-SMALL = ["--set", "model_options.d=16", "--set", "model_options.max_len=10", "--set",
-         "model_options.conv_channels=[16, 16]", "--set", "train.batch_size=64"]
+SMALL = [
+    "--set",
+    "model_options.d=16",
+    "--set",
+    "model_options.max_len=10",
+    "--set",
+    "model_options.conv_channels=[16, 16]",
+    "--set",
+    "train.batch_size=64",
+]
 
 
 def test_train_then_evaluate(tmp_path):
     demo = str(pipeline.demo_data_path())
     out = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--data", demo, "--format", "taobao", "--epochs", "2", "--out", str(out),
-                              "--cache-dir", str(tmp_path / "cache"), "--behavior-weights", "buy=10", *SMALL])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            demo,
+            "--format",
+            "taobao",
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--behavior-weights",
+            "buy=10",
+            *SMALL,
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "rec@10" in res.output and "auc" in res.output
     result = json.loads((out / "results.json").read_text())
@@ -31,17 +56,47 @@ def test_train_then_evaluate(tmp_path):
     assert again.exit_code == 0, again.output
     assert f"{result['test']['rec@10']:.4f}" in again.output  # the same model gives the same numbers
     # a second train into the same folder without --resume is refused
-    refused = runner.invoke(app, ["train", "--data", demo, "--format", "taobao", "--out", str(out),
-                                  "--cache-dir", str(tmp_path / "cache"), *SMALL])
+    refused = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            demo,
+            "--format",
+            "taobao",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *SMALL,
+        ],
+    )
     assert refused.exit_code == 2 and "--resume" in refused.output
 
 
 def test_bad_options_exit_2(tmp_path):
     demo = str(pipeline.demo_data_path())
-    for extra in (["--set", "train.epoch=3"], ["--model", "nope"], ["--loss", "hinge"],
-                  ["--behavior-weights", "buy"]):
-        res = runner.invoke(app, ["train", "--data", demo, "--format", "taobao", "--out", str(tmp_path / "x"),
-                                  "--cache-dir", str(tmp_path / "cache"), *extra])
+    for extra in (
+        ["--set", "train.epoch=3"],
+        ["--model", "nope"],
+        ["--loss", "hinge"],
+        ["--behavior-weights", "buy"],
+    ):
+        res = runner.invoke(
+            app,
+            [
+                "train",
+                "--data",
+                demo,
+                "--format",
+                "taobao",
+                "--out",
+                str(tmp_path / "x"),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                *extra,
+            ],
+        )
         assert res.exit_code == 2, (extra, res.output)
         assert "error:" in res.output
     res = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "missing")])
@@ -53,3 +108,41 @@ def test_demo_runs(tmp_path, monkeypatch):
     res = runner.invoke(app, ["demo", "--epochs", "1", "--out", str(tmp_path / "demo")])
     assert res.exit_code == 0, res.output
     assert "actions per user" in res.output and "auc" in res.output
+
+
+def test_evaluate_with_sampled_candidates_and_rela_impr(tmp_path):
+    demo = str(pipeline.demo_data_path())
+    runs = {}
+    for name in ("ssrf", "ssrf-uc"):
+        out = tmp_path / name
+        res = runner.invoke(
+            app,
+            [
+                "train",
+                "--data",
+                demo,
+                "--format",
+                "taobao",
+                "--epochs",
+                "1",
+                "--model",
+                name,
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                *SMALL,
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        runs[name] = json.loads((out / "results.json").read_text())
+    res = runner.invoke(
+        app, ["evaluate", "--run", str(tmp_path / "ssrf"), "--base-run", str(tmp_path / "ssrf-uc")]
+    )
+    assert res.exit_code == 0, res.output
+    expected = (runs["ssrf"]["test"]["auc"] - 0.5) / (runs["ssrf-uc"]["test"]["auc"] - 0.5) - 1  # eq. 15
+    assert f"{expected:.4f}" in res.output
+    # ranking against 20 sampled candidates is easier than against all ~2,000 items
+    sampled = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "ssrf"), "--set", "eval.candidates=20"])
+    assert sampled.exit_code == 0, sampled.output
+    assert "candidates" in sampled.output

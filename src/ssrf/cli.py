@@ -220,13 +220,22 @@ def evaluate(
     run: Annotated[Path, typer.Option("--run", help="a run folder")],
     split: Annotated[str, typer.Option(help="test or valid")] = "test",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+    base_run: Annotated[
+        Path | None,
+        typer.Option(
+            "--base-run", help="also report RelaImpr (eq. 15) against this run's AUC (the paper: FM)"
+        ),
+    ] = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Evaluate a run's best model and print the results table."""
     from ssrf import pipeline
 
     try:
-        result = pipeline.evaluate_run(run, split, device)
-    except DataError as exc:
+        result = pipeline.evaluate_run(run, split, device, overrides or ())
+        if base_run is not None:
+            result[split]["rela_impr"] = pipeline.rela_impr_against(result, base_run, split)
+    except (DataError, ValueError) as exc:
         _fail(exc)
     typer.echo(_results_table(result, split))
 

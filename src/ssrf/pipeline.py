@@ -255,14 +255,30 @@ def train(
     return result
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", device: str = "auto") -> dict[str, Any]:
-    """Re-evaluate a run's best model on its dataset."""
+def rela_impr_against(result: dict[str, Any], base_run: str | Path, split: str = "test") -> float:
+    """Eq. 15: RelaImpr of `result`'s AUC over the AUC of the base run (the paper's base is FM)."""
+    from ssrf.evaluation.metrics import rela_impr
+
+    try:
+        base = json.loads((Path(base_run) / "results.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"not a finished run folder: {exc}", path=base_run) from None
+    if base["dataset"] != result["dataset"] or base["protocol"] != result["protocol"]:
+        raise DataError("the base run was trained on other data or another protocol", path=base_run)
+    return rela_impr(result[split]["auc"], base["test"]["auc"])
+
+
+def evaluate_run(
+    run_dir: str | Path, split: str = "test", device: str = "auto", overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Re-evaluate a run's best model on its dataset (`overrides` such as "eval.candidates=99")."""
     run_dir = Path(run_dir)
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except OSError as exc:
         raise DataError(f"not a run folder: {exc}", path=run_dir) from None
     cfg = RunConfig.from_dict({k: saved[k] for k in ("model", "model_options", "data", "train", "eval")})
+    cfg = cfg.override(overrides) if overrides else cfg
     data = Prepared.load(saved["data_path"])
     seqs = Sequences.build(data)
     dev = resolve_device(device)

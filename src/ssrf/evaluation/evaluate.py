@@ -5,9 +5,10 @@
 - `temporal` (the paper's): L_t = the distinct items of the user's period after the cut, L_r = top-K of a
   ranking over all items; Pre@K, Rec@K (eq. 16-17), NDCG@K over the set, and AUC (eq. 14, exact over every
   item the user never touched).
-Items already in the user's history are masked from the ranking when `mask_history` is set (the evaluated
-items themselves never are); the flag is recorded in every result. Only one batch of users x items scores is
-ever in memory.
+Sampled candidates (the target against N items the user never touched, drawn uniformly) are used only
+when `candidates` is set. Items already in the user's history are masked from the ranking when
+`mask_history` is set (the evaluated items themselves never are); the flag is recorded in every result.
+Only one batch of users x items scores is ever in memory.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class EvalConfig:
     mask_history: bool | None = None  # mask items seen before the evaluated period; None: on for loo only
     batch_size: int = 512  # users scored at once
     auc: bool = True  # compute the paper's AUC (exact over all never-touched items)
+    candidates: int = 0  # 0: rank against every item; N > 0: against N sampled never-touched items only
+    seed: int = 0  # seed of the sampled candidates
 
     def masking(self, protocol: str) -> bool:
         return self.mask_history if self.mask_history is not None else protocol == "loo"
@@ -44,6 +47,19 @@ def _dense(rows: list[np.ndarray], width: int, device: torch.device) -> torch.Te
         c = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
         out[torch.from_numpy(r).to(device), torch.from_numpy(c.astype(np.int64)).to(device)] = True
     return out
+
+
+def sample_candidates(
+    touched: list[np.ndarray], width: int, count: int, gen: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """[B, width] bool: `count` distinct items per row drawn uniformly from those the row never touched."""
+    keys = torch.rand(len(touched), width, generator=gen).to(device)
+    keys = keys.masked_fill(_dense(touched, width, device), float("inf"))
+    keys[:, 0] = float("inf")
+    pick = keys.topk(min(count, width - 1), dim=1, largest=False).indices
+    out = torch.zeros(len(touched), width, dtype=torch.bool, device=device)
+    out.scatter_(1, pick, True)
+    return out & torch.isfinite(keys)
 
 
 def set_ndcg_at_k(scores: torch.Tensor, relevant: torch.Tensor, k: int) -> torch.Tensor:
@@ -83,6 +99,7 @@ def evaluate(
         counts[name] = counts.get(name, 0) + int(ok.sum())
 
     width = seqs.n_items + 1
+    gen = torch.Generator().manual_seed(cfg.seed)
     for lo in range(0, len(users), cfg.batch_size):
         u, e, s = (
             users[lo : lo + cfg.batch_size],
@@ -102,6 +119,9 @@ def evaluate(
         if mask_history:
             seen = _dense(seqs.items_before(u, e), width, scores.device) & ~relevant
             scores = scores.masked_fill(seen, float("-inf"))
+        if cfg.candidates:
+            keep = sample_candidates(seqs.all_items(u), width, cfg.candidates, gen, scores.device) | relevant
+            scores = scores.masked_fill(~keep, float("-inf"))
         if protocol == "loo":
             target = torch.from_numpy(seqs.items[e]).to(scores.device)
             ranks = M.target_ranks(scores, target)
@@ -117,4 +137,6 @@ def evaluate(
                 add(f"ndcg@{k}", set_ndcg_at_k(scores, relevant, k))
     out = {k: sums[k] / counts[k] if counts[k] else float("nan") for k in sums}
     out["users"] = float(len(users))
+    if cfg.candidates:
+        out["candidates"] = float(cfg.candidates)
     return out

@@ -1,0 +1,31 @@
+"""The evaluation driver's helpers: sampled candidates and set NDCG, by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ssrf.evaluation.evaluate import sample_candidates, set_ndcg_at_k
+
+
+def test_sampled_candidates_are_distinct_untouched_items():
+    touched = [np.array([1, 2, 3]), np.array([5])]
+    gen = torch.Generator().manual_seed(0)
+    keep = sample_candidates(touched, 11, 4, gen, torch.device("cpu"))
+    assert keep.sum(1).tolist() == [4, 4]
+    assert not keep[0, [0, 1, 2, 3]].any() and not keep[1, [0, 5]].any()
+    # when fewer untouched items exist than asked for, all of them and nothing else
+    keep = sample_candidates([np.arange(1, 10)], 11, 5, gen, torch.device("cpu"))
+    assert keep[0].nonzero().flatten().tolist() == [10]
+
+
+def test_set_ndcg_by_hand():
+    # ranking of items 1..4 by score: 3, 1, 4, 2; relevant {1, 2}; k = 3
+    scores = torch.tensor([[float("-inf"), 0.8, 0.1, 0.9, 0.5]])
+    relevant = torch.tensor([[False, True, True, False, False]])
+    # DCG = 1/log2(3) (item 1 at rank 2); ideal = 1/log2(2) + 1/log2(3)
+    expected = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    assert math.isclose(float(set_ndcg_at_k(scores, relevant, 3)), expected, rel_tol=1e-6)
+    assert math.isnan(float(set_ndcg_at_k(scores, torch.zeros_like(relevant), 3)))
