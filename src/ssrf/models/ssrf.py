@@ -13,9 +13,10 @@ Two parallel branches over a user's history, fused with a user embedding:
 
 Ablations (3.7): `use_context=False` is SSRF-UC (tokens carry the item alone, d wide, W in R^{2d x d});
 `pairwise=False` is SSRF-O (the CNN sees the plain L x d matrix, 1-D convolutions).
-Departures, each an option beside the default: `pre_ln` (pre-LayerNorm blocks), `tie_output` (W' built from
-the input item table and the item's context fields, so an item's output row shares what its input row learns). Every position of a sequence
-is scored in one pass: attention is causal and the CNN window of position t ends at t.
+Departures, each an option beside the default: `pre_ln` (pre-LayerNorm blocks), `tie_output` (W' built
+from the input item table and the item's context fields, so an item's output row shares what its input row
+learns). Every position of a sequence is scored in one pass: attention is causal and the CNN window of
+position t ends at t.
 """
 
 from __future__ import annotations
