@@ -45,14 +45,25 @@ def main() -> None:
     runs = []
     for seed in range(args.seeds):
         cfg = pipeline.RunConfig(model=args.model).override(
-            [f'train.loss="{args.loss}"', f"train.epochs={args.epochs}", f"train.patience={args.patience}",
-             f"train.seed={seed}", *args.sets])
+            [
+                f'train.loss="{args.loss}"',
+                f"train.epochs={args.epochs}",
+                f"train.patience={args.patience}",
+                f"train.seed={seed}",
+                *args.sets,
+            ]
+        )
         tag = "-".join([args.model, args.loss, *[s.replace("=", "_").replace('"', "") for s in args.sets]])
         out = args.out / f"{tag}-s{seed}-{int(time.time())}"
         result = pipeline.train(data, cfg, out)
         runs.append(result)
-        print(f"seed {seed}: " + ", ".join(f"{k} {result['test'][k]:.4f}" for k in KEYS)
-              + f"; {result['train_seconds']:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"seed {seed}: "
+            + ", ".join(f"{k} {result['test'][k]:.4f}" for k in KEYS)
+            + f"; {result['train_seconds']:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def agg(values: list[float]) -> dict[str, float]:
         return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
@@ -62,8 +73,10 @@ def main() -> None:
     figures["seconds_per_epoch"] = agg([r["seconds_per_epoch"] for r in runs])
     figures["test_eval_seconds"] = agg([r["test_eval_seconds"] for r in runs])
     figures["epochs_run"] = agg([float(r["epochs_run"]) for r in runs])
-    print(f"\n{args.model} ({args.loss}) on Beauty, leave-one-out, full ranking, history masked, "
-          f"{args.seeds} seeds, {int(runs[0]['test']['users'])} test users")
+    print(
+        f"\n{args.model} ({args.loss}) on Beauty, leave-one-out, full ranking, history masked, "
+        f"{args.seeds} seeds, {int(runs[0]['test']['users'])} test users"
+    )
     print("| model | " + " | ".join(KEYS) + " | train s | s/epoch | eval s |")
     print("|---|" + "---|" * (len(KEYS) + 3))
     cells = [f"{figures[k]['mean']:.4f} ± {figures[k]['std']:.4f}" for k in KEYS]
@@ -71,8 +84,18 @@ def main() -> None:
     print(f"| {args.model} ({args.loss}) | " + " | ".join(cells) + " | " + " | ".join(times) + " |")
     for name, (hr, ndcg) in PUBLISHED.items():
         print(f"| {name} (published) | | {hr:.4f} | | | {ndcg:.4f} | | | | | |")
-    print(json.dumps({"benchmark": "beauty", "model": args.model, "loss": args.loss, "sets": args.sets,
-                      "seeds": args.seeds, **figures}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "beauty",
+                "model": args.model,
+                "loss": args.loss,
+                "sets": args.sets,
+                "seeds": args.seeds,
+                **figures,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -84,6 +86,8 @@ def artifact_key(log: RawLog, cfg: P.PrepareConfig) -> str:
         "window": log.window,
         "behaviors": log.behaviors,
     }
+    if log.reader_options is not None:  # e.g. the generic column mapping: same file, other columns
+        payload["reader_options"] = log.reader_options
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -102,14 +106,17 @@ def prepare_dataset(
         if cfg.strict:  # strict must still reject a dirty input even when a lenient build was cached
             meta = json.loads((out / "meta.json").read_text())
             if any(meta["dropped"].get(r, 0) for r in REASONS):
-                P.clean(log, cfg)
+                with _parse_errors(log):
+                    P.clean(log, cfg)
         return Prepared.load(out)
-    events, dropped = P.clean(log, cfg)
+    with _parse_errors(log):
+        events, dropped = P.clean(log, cfg)
     n_clean = events.height
     events = P.sample_users(events, cfg.sample_users, cfg.seed)
     dropped["sampled_out"] = n_clean - events.height
     n_sampled = events.height
-    events = P.k_core(events, cfg.min_user_events, cfg.min_item_events)
+    # P.k_core, but filtering a column at a time (we own `events`): one frame in memory, not two
+    events = P.filter_in_place(events, P.k_core_mask(events, cfg.min_user_events, cfg.min_item_events))
     dropped["k_core"] = n_sampled - events.height
     if events.height == 0:
         raise DataError(
@@ -117,10 +124,11 @@ def prepare_dataset(
             f"(min {cfg.min_user_events} per user, {cfg.min_item_events} per item)",
             path=", ".join(log.paths),
         )
-    item_context = log.item_context.collect() if log.item_context is not None else None
+    with _parse_errors(log):
+        item_context = log.item_context.collect() if log.item_context is not None else None
     events, items, vocab = P.remap(events, log, item_context)
     protocol = cfg.resolved_split(log.format)
-    events, split_info = P.split(events, protocol, cfg)
+    events, split_info = P.split(events, protocol, cfg, source=", ".join(log.paths))
     events = events.select("user", "item", "ts", "behavior", "split")
     meta = {
         "format": log.format,
@@ -137,11 +145,26 @@ def prepare_dataset(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     meta["stats"] = statistics(events, items, vocab, meta)
-    _write_atomically(out, events, items, vocab, meta)
+    _write_atomically(out, events, items, vocab, meta, replace=force)
     return Prepared.load(out)
 
 
-def _write_atomically(out: Path, events: pl.DataFrame, items: pl.DataFrame, vocab: dict, meta: dict) -> None:
+@contextlib.contextmanager
+def _parse_errors(log: RawLog):
+    """A file Polars cannot parse (an unbalanced quote, bytes that are not UTF-8) is a one-line DataError
+    naming the input, not a traceback."""
+    try:
+        yield
+    except pl.exceptions.PolarsError as exc:
+        text = str(exc)
+        found = re.search(r"Original error: ```(.*?)```", text, re.S)
+        detail = " ".join((found.group(1) if found else text).split())
+        raise DataError(f"cannot parse: {detail[:200]}", path=", ".join(log.paths)) from None
+
+
+def _write_atomically(
+    out: Path, events: pl.DataFrame, items: pl.DataFrame, vocab: dict, meta: dict, replace: bool = False
+) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -149,6 +172,12 @@ def _write_atomically(out: Path, events: pl.DataFrame, items: pl.DataFrame, voca
         items.write_parquet(tmp / "items.parquet")
         (tmp / "vocab.json").write_text(json.dumps({k: ["<pad>", *v] for k, v in vocab.items()}))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        if replace and out.is_dir():  # --force: swap the new folder in, then drop the old one
+            old = tmp.with_name(f"{tmp.name}.old")
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+            return
         try:
             os.rename(tmp, out)
         except OSError:  # another process finished the same folder first

@@ -10,8 +10,10 @@ Then, also counted: `sampled_out` (seeded user sampling) and `k_core` (iterated 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from ssrf.core import DataError
@@ -65,21 +67,50 @@ def clean(log: RawLog, cfg: PrepareConfig) -> tuple[pl.DataFrame, dict[str, int]
             reason,
             pl.when((pl.col(TS) < window[0]) | (pl.col(TS) >= window[1])).then(pl.lit("out_of_window")),
         )
-    df = df.with_columns(reason.alias(REASON))
+    # Categorical: 4 bytes a row instead of a 16-byte string view, for a column that is nearly all null
+    df = df.with_columns(reason.cast(pl.Categorical).alias(REASON))
+    # From here on, Series and frames of picked columns: this column's chunks do not line up with the
+    # others', and an expression over the whole (misaligned) frame would copy all of it to realign it.
+    reasons = df.get_column(REASON)
     keys = [USER, ITEM, TS, BEHAVIOR, *log.context_fields]
-    valid = pl.col(REASON).is_null()
-    df = df.with_columns(
-        pl.when(valid & ~pl.struct(keys).is_first_distinct().over(REASON))
-        .then(pl.lit("duplicate"))
-        .otherwise(pl.col(REASON))
-        .alias(REASON)
-    )
-    counts = df.group_by(REASON).len()
+    dup = df.get_column(ORDER).is_in(_repeats(df, reasons.is_null(), keys).implode())
+    duplicate = pl.lit("duplicate", dtype=pl.Categorical)
+    reasons = pl.select(pl.when(dup).then(duplicate).otherwise(reasons).alias(REASON)).to_series()
+    df = df.replace_column(df.get_column_index(REASON), reasons)
+    counts = reasons.to_frame().group_by(REASON).len()
     dropped = {r: int(n) for r, n in counts.iter_rows() if r is not None}
     if cfg.strict and dropped:
         first = df.filter(pl.col(REASON).is_not_null()).sort(ORDER).row(0, named=True)
         raise DataError(f"{first[REASON].replace('_', ' ')} (--strict)", path=first[FILE], line=first[LINE])
-    return df.filter(pl.col(REASON).is_null()).drop(REASON), dropped
+    keep = df.drop_in_place(REASON).is_null()
+    return filter_in_place(df, keep), dropped
+
+
+def _repeats(df: pl.DataFrame, valid: pl.Series, keys: list[str]) -> pl.Series:
+    """`ORDER` of every `valid` row that exactly repeats an earlier valid row on `keys`.
+
+    Same answer as `~struct(keys).is_first_distinct()` over the valid rows, but that hashes and compares
+    whole rows; this hashes them once to a u64, and compares rows only where a hash is seen twice."""
+    rows = pl.DataFrame([df.get_column(c) for c in (ORDER, *keys)])  # shares the columns, copies nothing
+    h = rows.select(pl.struct(keys).hash()).to_series()
+    h = pl.select(pl.when(valid).then(h)).to_series()
+    again = h.filter(~h.is_first_distinct() & h.is_not_null()).unique()
+    if again.len() == 0:
+        return rows.get_column(ORDER).clear()
+    candidates = rows.filter(h.is_in(again.implode()).fill_null(False)).select(
+        ORDER, pl.struct(keys).is_first_distinct().alias("_first")
+    )
+    return candidates.filter(~pl.col("_first")).get_column(ORDER)
+
+
+def filter_in_place(df: pl.DataFrame, keep: pl.Series) -> pl.DataFrame:
+    """`df.filter(keep)`, a column at a time, emptying `df` as it goes: peak memory is about one frame plus
+    one column instead of two frames. Only for a frame the caller owns and drops.
+
+    Each column comes out in one chunk, so columns added later line up with it: an expression over a frame
+    whose columns are chunked differently copies the whole frame to realign them."""
+    keep = keep.rechunk()
+    return pl.DataFrame([df.drop_in_place(c).filter(keep).rechunk() for c in df.columns])
 
 
 def sample_users(df: pl.DataFrame, n: int | None, seed: int) -> pl.DataFrame:
@@ -94,23 +125,67 @@ def sample_users(df: pl.DataFrame, n: int | None, seed: int) -> pl.DataFrame:
 
 def k_core(df: pl.DataFrame, min_user: int, min_item: int) -> pl.DataFrame:
     """Drop users with < min_user and items with < min_item events, repeatedly, until neither changes."""
+    return df.filter(k_core_mask(df, min_user, min_item))
+
+
+def k_core_mask(df: pl.DataFrame, min_user: int, min_item: int) -> pl.Series:
+    """The rows `k_core` keeps. Each round drops items first, then users (counted after the items went);
+    the ids are coded to integers once, so a round is two bincounts instead of two hash group-bys."""
+    if df.height == 0:
+        return pl.Series(dtype=pl.Boolean)
+    item, user = _codes(df.get_column(ITEM)), _codes(df.get_column(USER))
+    keep = np.ones(df.height, dtype=bool)
     while True:
-        before = df.height
-        df = df.filter(pl.len().over(ITEM) >= min_item).filter(pl.len().over(USER) >= min_user)
-        if df.height == before:
-            return df
+        before = int(keep.sum())
+        keep &= (np.bincount(item[keep], minlength=int(item.max()) + 1) >= min_item)[item]
+        keep &= (np.bincount(user[keep], minlength=int(user.max()) + 1) >= min_user)[user]
+        if int(keep.sum()) == before:
+            return pl.Series(keep)
+
+
+def _codes(s: pl.Series) -> np.ndarray:
+    """Integer codes of a column's values, equal exactly where the values are (null is a value of its own)."""
+    if s.dtype == pl.String:  # a private categories object: codes 0..k-1, not shared with the process
+        codes = s.cast(pl.Categorical(pl.Categories.random())).to_physical()
+    else:
+        codes = s.rank("dense")
+    return codes.fill_null((codes.max() or 0) + 1).to_numpy()
 
 
 def _dense_ids(df: pl.DataFrame, col: str) -> tuple[pl.DataFrame, list[str]]:
     """Replace raw ids in `col` with 1..N (0 is padding), numeric-looking ids in numeric order."""
-    uniq = (
-        df.select(pl.col(col).unique())
-        .sort([pl.col(col).str.len_bytes(), pl.col(col)])
-        .with_row_index("_id", offset=1)
-        .with_columns(pl.col("_id").cast(pl.Int32))
+    raw = df.get_column(col)
+    if raw.dtype == pl.String and raw.null_count() == 0:
+        ids, values = _dense_strings(raw)
+    else:  # (a null is a value here: it sorts first and takes id 1, while its rows get a null id)
+        uniq = (
+            df.select(pl.col(col).unique())
+            .sort([pl.col(col).str.len_bytes(), pl.col(col)])
+            .with_row_index("_id", offset=1)
+            .with_columns(pl.col("_id").cast(pl.Int32))
+        )
+        ids = df.select(col).join(uniq, on=col, how="left", maintain_order="left").get_column("_id")
+        values = uniq.get_column(col).to_list()
+    # the new ids go last, where the former `join ... drop ... rename` put them
+    return df.drop(col).with_columns(ids.alias(col)), values
+
+
+def _dense_strings(raw: pl.Series) -> tuple[pl.Series, list[str]]:
+    """`_dense_ids` for a String column without nulls: one hashing pass (a cast to a private Categorical)
+    and a gather, instead of a unique, then a join of every row against the distinct values."""
+    cat = raw.cast(pl.Categorical(pl.Categories.random()))  # (the mapping lives as long as `cat`)
+    codes = cat.to_physical().to_numpy()
+    table = (  # (a code reserved but never assigned shows as null: drop it)
+        cat.dtype.categories.to_series()
+        .alias("_v")
+        .to_frame()
+        .with_row_index("_code")
+        .drop_nulls("_v")
+        .sort([pl.col("_v").str.len_bytes(), pl.col("_v")])
     )
-    out = df.join(uniq, on=col, how="left").drop(col).rename({"_id": col})
-    return out, uniq.get_column(col).to_list()
+    new_id = np.zeros(table.get_column("_code").max() + 1 if table.height else 0, dtype=np.int32)
+    new_id[table.get_column("_code").to_numpy()] = np.arange(1, table.height + 1, dtype=np.int32)
+    return pl.Series(raw.name, new_id[codes], dtype=pl.Int32), table.get_column("_v").to_list()
 
 
 def remap(
@@ -123,12 +198,14 @@ def remap(
     # Static item fields, plus event-level fields reduced to the value in force at the item's last event.
     fields: dict[str, pl.DataFrame] = {}
     for f in log.context_fields:
-        fields[f] = (
-            df.filter(pl.col(f).is_not_null())
-            .sort(ORDER)
+        fields[f] = (  # the value at each item's last event, without sorting (a copy of) the whole frame
+            df.lazy()
+            .select(ITEM, f, TS, ORDER)
+            .filter(pl.col(f).is_not_null())
             .group_by(ITEM)
-            .agg(pl.col(f).last())
+            .agg(pl.col(f).sort_by([TS, ORDER]).last())
             .with_columns(pl.concat_list(f).alias(f))
+            .collect()
         )
     if item_context is not None:
         for f in log.item_fields:
@@ -164,13 +241,20 @@ def remap(
     return df.sort([USER, TS, ORDER]), items.sort(ITEM), vocab
 
 
-def split(df: pl.DataFrame, protocol: str, cfg: PrepareConfig) -> tuple[pl.DataFrame, dict[str, int]]:
+def _floor(x: float) -> int:
+    """floor(x), robust to float error: 90 * 0.7 = 62.999... is 63."""
+    return math.floor(x + 1e-9)
+
+
+def split(
+    df: pl.DataFrame, protocol: str, cfg: PrepareConfig, source: str | None = None
+) -> tuple[pl.DataFrame, dict[str, int]]:
     """Add a `split` column (0 train, 1 valid, 2 test). `df` is sorted by user, time, input order."""
     if protocol == "temporal":
         ts = df.get_column(TS).sort()
         n = ts.len()
-        cut_valid = ts[min(n - 1, int(n * (1 - cfg.test_frac - cfg.valid_frac)))]
-        cut_test = ts[min(n - 1, int(n * (1 - cfg.test_frac)))]
+        cut_valid = ts[min(n - 1, _floor(n * (1 - cfg.test_frac - cfg.valid_frac)))]
+        cut_test = ts[min(n - 1, _floor(n * (1 - cfg.test_frac)))]
         df = df.with_columns(
             pl.when(pl.col(TS) >= cut_test)
             .then(TEST)
@@ -198,9 +282,11 @@ def split(df: pl.DataFrame, protocol: str, cfg: PrepareConfig) -> tuple[pl.DataF
         test_users = df.filter(pl.col("split") == TEST).height
         info = {}
     else:
-        raise DataError(f"unknown split {protocol!r}; choose one of {', '.join(SPLITS)}")
+        raise DataError(f"unknown split {protocol!r}; choose one of {', '.join(SPLITS)}", path=source)
     if test_users == 0:
-        raise DataError(f"the {protocol} split leaves no test users (every user's events fall on one side)")
+        raise DataError(
+            f"the {protocol} split leaves no test users (every user's events fall on one side)", path=source
+        )
     sizes = df.group_by("split").len()
     counts = {("train", "valid", "test")[s]: int(n) for s, n in sizes.iter_rows()}
     return df, {

@@ -11,7 +11,7 @@ import io
 import json
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import polars as pl
@@ -219,7 +219,7 @@ def _join_categories(
     )
     first = props.group_by(ITEM).agg(pl.col("category").first().alias("_first"))
     keyed = events.with_columns(pl.col(TS).fill_null(-1).alias("_pts")).sort("_pts")
-    out = keyed.join_asof(props, on="_pts", by=ITEM, strategy="backward")
+    out = keyed.join_asof(props, on="_pts", by=ITEM, strategy="backward", check_sortedness=False)
     out = (
         out.join(first, on=ITEM, how="left")
         .with_columns(pl.coalesce("category", "_first").alias("category"))
@@ -458,6 +458,7 @@ def read_generic(path: Path, mapping: GenericMapping) -> RawLog:
         context_fields=mapping.context,
         behaviors=mapping.behaviors,
         window=mapping.window,
+        reader_options=json.dumps(asdict(mapping), sort_keys=True),
     )
 
 

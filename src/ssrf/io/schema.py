@@ -41,6 +41,7 @@ class RawLog:
     item_fields: tuple[str, ...] = ()
     behaviors: tuple[str, ...] | None = None  # the known behaviour values, weakest first
     window: tuple[int, int] | None = None  # valid [start, end) in unix seconds
+    reader_options: str | None = None  # how the files were read (generic: the mapping), for the cache key
 
 
 def event_columns(log: RawLog) -> list[str]:

@@ -6,12 +6,14 @@ from dataclasses import fields
 from typing import Any
 
 from ssrf.models.base import SequentialRecommender
+from ssrf.models.sasrec import SASRec, SASRecConfig
 from ssrf.models.ssrf import SSRF, SSRFConfig
 
 REGISTRY: dict[str, tuple[type[SequentialRecommender], type, dict[str, Any]]] = {
     "ssrf": (SSRF, SSRFConfig, {}),
     "ssrf-uc": (SSRF, SSRFConfig, {"use_context": False}),  # the paper's ablation without context
     "ssrf-o": (SSRF, SSRFConfig, {"pairwise": False}),  # the paper's ablation without pairwise encoding
+    "sasrec": (SASRec, SASRecConfig, {}),  # Kang & McAuley 2018
 }
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models.base import SequentialRecommender
+from ssrf.models.layers.attention import SelfAttentionBlock, causal_mask
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,40 +91,6 @@ class PairwiseCNN(nn.Module):
             x = e.transpose(1, 2)  # [B, D, L]
         x = self.pool(self.convs(x)).flatten(1)  # [B, C2]
         return self.fc(x)  # [B, D]
-
-
-class SelfAttentionBlock(nn.Module):
-    """Eq. 4-8: multi-head attention, residual + LayerNorm, feed-forward (ReLU), residual + LayerNorm."""
-
-    def __init__(self, width: int, heads: int, dropout: float, pre_ln: bool) -> None:
-        super().__init__()
-        self.heads, self.dropout, self.pre_ln = heads, dropout, pre_ln
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)  # W^O
-        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.ffn = nn.Sequential(
-            nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width)
-        )
-        self.drop = nn.Dropout(dropout)
-
-    def attend(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, length, w = x.shape
-        q, k, v = (
-            self.qkv(x).view(b, length, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        )  # [B,H,L,D/H]
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.drop(self.proj(y.transpose(1, 2).reshape(b, length, w)))
-
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:  # x: [B, L, W], mask: [B, 1, L, L]
-        if self.pre_ln:
-            x = x + self.attend(self.ln1(x), mask)
-            return x + self.drop(self.ffn(self.ln2(x)))
-        x = self.ln1(x + self.attend(x, mask))  # eq. 6
-        return self.ln2(x + self.drop(self.ffn(x)))  # eq. 7-8
 
 
 class SSRF(SequentialRecommender):
@@ -201,10 +168,7 @@ class SSRF(SequentialRecommender):
             tok = torch.cat((tok, self.context(items, batch.behaviors)), dim=-1)  # [B, L, 2D]
         pos = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=items.device)  # right-aligned
         x = self.token_drop(tok + self.pos_emb(pos))
-        real = items != 0
-        causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
-        eye = torch.eye(length, dtype=torch.bool, device=items.device)
-        mask = ((causal & real[:, None, :]) | eye)[:, None]  # [B, 1, L, L]; a pad row attends to itself
+        mask = causal_mask(items)
         for block in self.blocks:
             x = block(x, mask)
         return self.final_ln(x)

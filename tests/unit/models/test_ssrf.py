@@ -1,4 +1,4 @@
-"""SSRF's shapes, causality, padding invariance and batch independence, on hand-made tensors."""
+"""What is particular to SSRF: context, the pairwise grid, the paper's dimensions, the tied output."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssrf.dataset.batches import SeqBatch
-from ssrf.models import REGISTRY, build
+from ssrf.models import build
 from ssrf.models.ssrf import PairwiseCNN, SSRFConfig
 
 COUNTS = dict(n_items=30, n_users=5, n_behaviors=4, field_sizes=(7, 4), field_widths=(2, 1))
@@ -16,7 +16,10 @@ def make(name: str, **opts) -> torch.nn.Module:
     torch.manual_seed(0)
     m = build(name, {**COUNTS, "max_len": 8, **opts})
     g = torch.Generator().manual_seed(1)
-    m.set_item_fields([torch.randint(0, 7, (31, 2), generator=g), torch.randint(1, 4, (31, 1), generator=g)])
+    if hasattr(m, "set_item_fields"):
+        m.set_item_fields(
+            [torch.randint(0, 7, (31, 2), generator=g), torch.randint(1, 4, (31, 1), generator=g)]
+        )
     return m.eval()
 
 
@@ -24,72 +27,6 @@ def batch() -> SeqBatch:
     items = torch.tensor([[0, 0, 0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 9, 10]])
     beh = torch.where(items > 0, torch.tensor([[1, 2, 3, 4, 1, 2, 3, 4]]).expand(3, 8), 0)
     return SeqBatch(user=torch.tensor([1, 2, 3]), items=items, behaviors=beh)
-
-
-@pytest.mark.parametrize("name", REGISTRY, ids=str)
-def test_shapes_and_finite(name):
-    m, b = make(name), batch()
-    scores = m.score(b)
-    assert scores.shape == (3, 31)
-    assert torch.isfinite(scores).all()
-    assert m.score(b, torch.tensor([[1, 2], [3, 4], [5, 6]])).shape == (3, 2)
-    assert m.hidden(b, b.items != 0).shape == ((b.items != 0).sum(), 2 * m.cfg.d)
-
-
-@pytest.mark.parametrize("name", REGISTRY, ids=str)
-def test_candidate_scores_equal_full_scores(name):
-    m, b = make(name), batch()
-    full = m.score(b)
-    cand = torch.tensor([[1, 7], [30, 2], [5, 5]])
-    torch.testing.assert_close(m.score(b, cand), full.gather(1, cand))
-
-
-@pytest.mark.parametrize("name", REGISTRY, ids=str)
-def test_a_position_never_sees_later_positions(name):
-    """The representation at position t is unchanged when anything after t changes: a target (the item at
-    t + 1) cannot influence its own score."""
-    m, b = make(name), batch()
-    pos = torch.zeros_like(b.items, dtype=torch.bool)
-    pos[:, 5] = True  # predicting the item at column 6 from columns <= 5
-    before = m.hidden(b, pos)
-    items = b.items.clone()
-    items[:, 6:] = torch.tensor([[11, 12], [13, 14], [15, 16]])
-    after = m.hidden(SeqBatch(user=b.user, items=items, behaviors=b.behaviors), pos)
-    torch.testing.assert_close(before, after)
-    items[:, 5] = 20  # while the position itself does matter
-    changed = m.hidden(SeqBatch(user=b.user, items=items, behaviors=b.behaviors), pos)
-    assert not torch.allclose(before[:2], changed[:2])
-
-
-@pytest.mark.parametrize("name", REGISTRY, ids=str)
-def test_left_padding_and_trimming_do_not_change_scores(name):
-    m, b = make(name), batch()
-    short = SeqBatch(user=b.user[2:], items=b.items[2:], behaviors=b.behaviors[2:])
-    torch.testing.assert_close(m.score(short), m.score(short.trimmed()))
-    assert short.trimmed().items.shape[1] == 2
-
-
-@pytest.mark.parametrize("name", REGISTRY, ids=str)
-def test_a_user_scores_the_same_alone_and_in_a_batch(name):
-    m, b = make(name), batch()
-    together = m.score(b)
-    for i in range(3):
-        alone = m.score(
-            SeqBatch(user=b.user[i : i + 1], items=b.items[i : i + 1], behaviors=b.behaviors[i : i + 1])
-        )
-        torch.testing.assert_close(alone[0], together[i], rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", REGISTRY, ids=str)
-def test_gradients_reach_the_embeddings(name):
-    m, b = make(name), batch()
-    m.train()
-    m.score(b).logsumexp(-1).sum().backward()
-    assert m.item_emb.weight.grad is not None and m.item_emb.weight.grad.abs().sum() > 0
-    assert m.user_emb.weight.grad.abs().sum() > 0
-    if m.cfg.use_context:
-        assert m.field_embs[0].weight.grad.abs().sum() > 0
-        assert m.behavior_emb.weight.grad.abs().sum() > 0
 
 
 def test_context_changes_ssrf_but_not_ssrf_uc():
@@ -126,8 +63,10 @@ def test_tied_output_uses_the_item_and_context_tables():
     torch.testing.assert_close(table[:, : m.cfg.d], m.item_emb.weight)
     torch.testing.assert_close(table[3, m.cfg.d :], m.item_context(torch.tensor(3)))
     b = batch()
-    torch.testing.assert_close(m.score(b, torch.tensor([[1, 7], [30, 2], [5, 5]])),
-                               m.score(b).gather(1, torch.tensor([[1, 7], [30, 2], [5, 5]])))
+    torch.testing.assert_close(
+        m.score(b, torch.tensor([[1, 7], [30, 2], [5, 5]])),
+        m.score(b).gather(1, torch.tensor([[1, 7], [30, 2], [5, 5]])),
+    )
 
 
 def test_dimensions_follow_the_paper():

@@ -1,0 +1,94 @@
+"""One test per property over the whole model registry: shapes, causality, padding, batch independence,
+gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssrf.dataset.batches import SeqBatch
+from ssrf.models import REGISTRY, build
+
+COUNTS = dict(n_items=30, n_users=5, n_behaviors=4, field_sizes=(7, 4), field_widths=(2, 1))
+
+
+def make(name: str, **opts) -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = build(name, {**COUNTS, "max_len": 8, **opts})
+    g = torch.Generator().manual_seed(1)
+    if hasattr(m, "set_item_fields"):
+        m.set_item_fields(
+            [torch.randint(0, 7, (31, 2), generator=g), torch.randint(1, 4, (31, 1), generator=g)]
+        )
+    return m.eval()
+
+
+def batch() -> SeqBatch:
+    items = torch.tensor([[0, 0, 0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 9, 10]])
+    beh = torch.where(items > 0, torch.tensor([[1, 2, 3, 4, 1, 2, 3, 4]]).expand(3, 8), 0)
+    return SeqBatch(user=torch.tensor([1, 2, 3]), items=items, behaviors=beh)
+
+
+@pytest.mark.parametrize("name", REGISTRY, ids=str)
+def test_shapes_and_finite(name):
+    m, b = make(name), batch()
+    scores = m.score(b)
+    assert scores.shape == (3, 31)
+    assert torch.isfinite(scores).all()
+    assert m.score(b, torch.tensor([[1, 2], [3, 4], [5, 6]])).shape == (3, 2)
+    assert m.hidden(b, b.items != 0).shape == ((b.items != 0).sum(), m.encode(b).shape[1])
+
+
+@pytest.mark.parametrize("name", REGISTRY, ids=str)
+def test_candidate_scores_equal_full_scores(name):
+    m, b = make(name), batch()
+    full = m.score(b)
+    cand = torch.tensor([[1, 7], [30, 2], [5, 5]])
+    torch.testing.assert_close(m.score(b, cand), full.gather(1, cand))
+
+
+@pytest.mark.parametrize("name", REGISTRY, ids=str)
+def test_a_position_never_sees_later_positions(name):
+    """The representation at position t is unchanged when anything after t changes: a target (the item at
+    t + 1) cannot influence its own score."""
+    m, b = make(name), batch()
+    pos = torch.zeros_like(b.items, dtype=torch.bool)
+    pos[:, 5] = True  # predicting the item at column 6 from columns <= 5
+    before = m.hidden(b, pos)
+    items = b.items.clone()
+    items[:, 6:] = torch.tensor([[11, 12], [13, 14], [15, 16]])
+    after = m.hidden(SeqBatch(user=b.user, items=items, behaviors=b.behaviors), pos)
+    torch.testing.assert_close(before, after)
+    items[:, 5] = 20  # while the position itself does matter
+    changed = m.hidden(SeqBatch(user=b.user, items=items, behaviors=b.behaviors), pos)
+    assert not torch.allclose(before[:2], changed[:2])
+
+
+@pytest.mark.parametrize("name", REGISTRY, ids=str)
+def test_left_padding_and_trimming_do_not_change_scores(name):
+    m, b = make(name), batch()
+    short = SeqBatch(user=b.user[2:], items=b.items[2:], behaviors=b.behaviors[2:])
+    torch.testing.assert_close(m.score(short), m.score(short.trimmed()))
+    assert short.trimmed().items.shape[1] == 2
+
+
+@pytest.mark.parametrize("name", REGISTRY, ids=str)
+def test_a_user_scores_the_same_alone_and_in_a_batch(name):
+    m, b = make(name), batch()
+    together = m.score(b)
+    for i in range(3):
+        alone = m.score(
+            SeqBatch(user=b.user[i : i + 1], items=b.items[i : i + 1], behaviors=b.behaviors[i : i + 1])
+        )
+        torch.testing.assert_close(alone[0], together[i], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", REGISTRY, ids=str)
+def test_gradients_reach_the_embeddings(name):
+    m, b = make(name), batch()
+    m.train()
+    m.score(b).logsumexp(-1).sum().backward()
+    assert m.item_emb.weight.grad is not None and m.item_emb.weight.grad.abs().sum() > 0
+    for extra in ("user_emb", "behavior_emb"):
+        if hasattr(m, extra):
+            assert getattr(m, extra).weight.grad.abs().sum() > 0, extra
