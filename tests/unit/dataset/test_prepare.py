@@ -410,6 +410,6 @@ def test_temporal_cut_is_exact_despite_float_error():
     # 90 events at times 0..89: 90 * 0.7 = 62.999... in floating point; the test period starts at index 63
     # (63 = 70% of 90 events before the cut), validation at floor(90 * 0.6) = 54
     df = pl.DataFrame({"user": [1 + i % 3 for i in range(90)], "ts": list(range(90))}).sort(["user", "ts"])
-    out, info = P.split(df, "temporal", P.PrepareConfig())
+    _, info = P.split(df, "temporal", P.PrepareConfig())
     assert info["cut_test"] == 63 and info["cut_valid"] == 54
     assert info["test_events"] == 27 and info["valid_events"] == 9
