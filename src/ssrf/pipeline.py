@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ssrf import __version__
-from ssrf.core import DataError, atomic_write_text, seed_everything
+from ssrf.core import DataError, atomic_write_bytes, atomic_write_text, seed_everything
 from ssrf.dataset.artifacts import Prepared, prepare_dataset
 from ssrf.dataset.prepare import PrepareConfig
 from ssrf.dataset.sequences import Sequences
@@ -206,7 +206,7 @@ def train(
             indent=2,
         ),
     )
-    (run_dir / "vocab.json").write_bytes((data.path / "vocab.json").read_bytes())
+    atomic_write_bytes(run_dir / "vocab.json", (data.path / "vocab.json").read_bytes())
     t0 = time.perf_counter()
 
     def validate(m: SequentialRecommender) -> dict[str, float]:
