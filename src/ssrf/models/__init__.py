@@ -6,6 +6,11 @@ from dataclasses import fields
 from typing import Any
 
 from ssrf.models.base import SequentialRecommender
+from ssrf.models.caser import Caser, CaserConfig
+from ssrf.models.cosrec import CosRec, CosRecConfig
+from ssrf.models.fdsa import FDSA, FDSAConfig
+from ssrf.models.gru4rec import GRU4Rec, GRU4RecConfig
+from ssrf.models.pop import Pop, PopConfig
 from ssrf.models.sasrec import SASRec, SASRecConfig
 from ssrf.models.ssrf import SSRF, SSRFConfig
 
@@ -14,6 +19,11 @@ REGISTRY: dict[str, tuple[type[SequentialRecommender], type, dict[str, Any]]] = 
     "ssrf-uc": (SSRF, SSRFConfig, {"use_context": False}),  # the paper's ablation without context
     "ssrf-o": (SSRF, SSRFConfig, {"pairwise": False}),  # the paper's ablation without pairwise encoding
     "sasrec": (SASRec, SASRecConfig, {}),  # Kang & McAuley 2018
+    "pop": (Pop, PopConfig, {}),  # learned item popularity, the same for every user
+    "gru4rec": (GRU4Rec, GRU4RecConfig, {}),  # Hidasi et al. 2016
+    "caser": (Caser, CaserConfig, {}),  # Tang & Wang 2018
+    "cosrec": (CosRec, CosRecConfig, {}),  # Yan et al. 2019
+    "fdsa": (FDSA, FDSAConfig, {}),  # Zhang et al. 2019
 }
 
 
