@@ -19,6 +19,8 @@ from torch import nn
 
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models.base import SequentialRecommender
+from ssrf.models.layers.embeddings import ItemOutput
+from ssrf.models.layers.sequence import last_position, per_position, recent_windows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,28 +70,17 @@ class Caser(SequentialRecommender):
         self.item_emb = nn.Embedding(cfg.n_items + 1, cfg.d, padding_idx=0)
         self.user_emb = nn.Embedding(cfg.n_users + 1, cfg.d)
         self.conv = CaserConv(cfg)
-        self.out = nn.Embedding(cfg.n_items + 1, 2 * cfg.d)  # W2
-        self.out_bias = nn.Embedding(cfg.n_items + 1, 1)  # b2
+        self.out = ItemOutput(cfg.n_items, 2 * cfg.d)  # W2, b2 (untied)
         for emb in (self.item_emb, self.user_emb):
             nn.init.normal_(emb.weight, std=cfg.d**-0.5)
-        nn.init.normal_(self.out.weight, std=(2 * cfg.d) ** -0.5)
-        nn.init.zeros_(self.out_bias.weight)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
     def hidden(self, batch: SeqBatch, positions: torch.Tensor | None = None) -> torch.Tensor:
-        items = batch.items
-        b, length = items.shape
-        if positions is None:
-            positions = torch.zeros_like(items, dtype=torch.bool)
-            positions[:, -1] = True
-        # the window of position t: items t-L+1..t (left-padded)
-        windows = F.pad(items, (self.cfg.window - 1, 0)).unfold(1, self.cfg.window, 1)[positions]  # [T, L]
+        positions = last_position(batch.items) if positions is None else positions
+        windows = recent_windows(batch.items, positions, self.cfg.window)  # [T, L]
         z = self.conv(self.item_emb(windows))  # [T, D]
-        users = batch.user[:, None].expand(b, length)[positions]
-        return torch.cat((z, self.user_emb(users)), dim=-1)  # [T, 2D]
+        return torch.cat((z, self.user_emb(per_position(batch.user, positions))), dim=-1)  # [T, 2D]
 
     def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        if items is None:
-            return h @ self.out.weight.T + self.out_bias.weight.T  # eq. 7: [T, N + 1]
-        return (h[:, None, :] * self.out(items)).sum(-1) + self.out_bias(items).squeeze(-1)  # [T, C]
+        return self.out(h, items)  # [T, N + 1] or [T, C]

@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models.base import SequentialRecommender
+from ssrf.models.layers.embeddings import ItemOutput
+from ssrf.models.layers.sequence import last_position, per_position, recent_windows
 from ssrf.models.ssrf import PairwiseCNN, SSRFConfig
 
 
@@ -54,11 +55,9 @@ class CosRec(SequentialRecommender):
         self.item_emb = nn.Embedding(cfg.n_items + 1, cfg.d, padding_idx=0)
         self.user_emb = nn.Embedding(cfg.n_users + 1, cfg.d)
         self.cnn = PairwiseCNN(cfg.cnn_config())
-        self.out = nn.Embedding(cfg.n_items + 1, 2 * cfg.d)  # W2
-        self.out_bias = nn.Embedding(cfg.n_items + 1, 1)  # b2
-        for emb in (self.item_emb, self.user_emb, self.out):
+        self.out = ItemOutput(cfg.n_items, 2 * cfg.d)  # W2, b2 (untied)
+        for emb in (self.item_emb, self.user_emb):
             nn.init.normal_(emb.weight, std=emb.embedding_dim**-0.5)
-        nn.init.zeros_(self.out_bias.weight)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
         for m in self.cnn.modules():
@@ -67,18 +66,10 @@ class CosRec(SequentialRecommender):
                 nn.init.zeros_(m.bias)
 
     def hidden(self, batch: SeqBatch, positions: torch.Tensor | None = None) -> torch.Tensor:
-        items = batch.items
-        b, length = items.shape
-        if positions is None:
-            positions = torch.zeros_like(items, dtype=torch.bool)
-            positions[:, -1] = True
-        # the window of position t: items t-L+1..t (left-padded)
-        windows = F.pad(items, (self.cfg.window - 1, 0)).unfold(1, self.cfg.window, 1)[positions]  # [T, L]
+        positions = last_position(batch.items) if positions is None else positions
+        windows = recent_windows(batch.items, positions, self.cfg.window)  # [T, L]
         t = self.cnn(self.item_emb(windows))  # [T, D]
-        users = batch.user[:, None].expand(b, length)[positions]
-        return torch.cat((t, self.user_emb(users)), dim=-1)  # [T, 2D]
+        return torch.cat((t, self.user_emb(per_position(batch.user, positions))), dim=-1)  # [T, 2D]
 
     def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        if items is None:
-            return h @ self.out.weight.T + self.out_bias.weight.T  # [T, N + 1]
-        return (h[:, None, :] * self.out(items)).sum(-1) + self.out_bias(items).squeeze(-1)  # [T, C]
+        return self.out(h, items)  # [T, N + 1] or [T, C]

@@ -20,6 +20,7 @@ from torch import nn
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.layers.attention import SelfAttentionBlock, causal_mask
+from ssrf.models.layers.embeddings import ItemFields
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,10 +60,7 @@ class FDSA(SequentialRecommender):
         self.cfg, self.n_items = cfg, cfg.n_items
         d = cfg.d
         self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)
-        self.field_embs = nn.ModuleList(nn.Embedding(s, d, padding_idx=0) for s in cfg.field_sizes)
-        for i, (_, k) in enumerate(zip(cfg.field_sizes, cfg.field_widths, strict=True)):
-            # item -> field ids; filled by load_state_dict or set_item_fields
-            self.register_buffer(f"item_field_{i}", torch.zeros(cfg.n_items + 1, k, dtype=torch.long))
+        self.fields = ItemFields(cfg.n_items, cfg.field_sizes, cfg.field_widths, d)
         self.field_attn = nn.Linear(d, 1)  # W_f, b_f: vanilla attention over an item's fields
         self.pos_emb = nn.Embedding(cfg.max_len, d)  # shared by both streams
         self.item_stream, self.feature_stream = Stream(cfg), Stream(cfg)
@@ -78,21 +76,15 @@ class FDSA(SequentialRecommender):
 
     def set_item_fields(self, tables: list[torch.Tensor]) -> None:
         """Install the item -> field-id tables ([N + 1, K] each, 0-padded)."""
-        for i, t in enumerate(tables):
-            getattr(self, f"item_field_{i}").copy_(t)
+        self.fields.set_tables(tables)
 
     def features(self, items: torch.Tensor) -> torch.Tensor:
         """Each item's feature vector: attention over its (mean-pooled) field embeddings. [..., D]"""
-        if not self.field_embs:
+        if not self.cfg.field_sizes:
             return torch.zeros(
                 *items.shape, self.cfg.d, device=items.device, dtype=self.item_emb.weight.dtype
             )
-        per_field = []
-        for i, emb in enumerate(self.field_embs):
-            ids = getattr(self, f"item_field_{i}")[items]  # [..., K]
-            n = (ids != 0).sum(-1, keepdim=True).clamp(min=1)
-            per_field.append(emb(ids).sum(-2) / n)  # [..., D]
-        a = torch.stack(per_field, dim=-2)  # [..., F, D]
+        a = self.fields.pooled(items)  # [..., F, D]
         alpha = self.field_attn(a).softmax(dim=-2)  # [..., F, 1]
         return (alpha * a).sum(-2)  # [..., D]
 

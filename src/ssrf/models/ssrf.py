@@ -24,12 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.layers.attention import SelfAttentionBlock, causal_mask
+from ssrf.models.layers.embeddings import ItemFields, ItemOutput
+from ssrf.models.layers.sequence import last_position, per_position, recent_windows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,14 +100,11 @@ class SSRF(SequentialRecommender):
         self.cfg, self.n_items = cfg, cfg.n_items
         d = cfg.d
         self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)
-        self.user_emb = nn.Embedding(cfg.n_users + 1, d)
+        self.user_emb = nn.Embedding(cfg.n_users + 1, d)  # P_u
         width = 2 * d if cfg.use_context else d
         if cfg.use_context:
             self.behavior_emb = nn.Embedding(cfg.n_behaviors + 1, d, padding_idx=0)
-            self.field_embs = nn.ModuleList(nn.Embedding(s, d, padding_idx=0) for s in cfg.field_sizes)
-            for i, (s, k) in enumerate(zip(cfg.field_sizes, cfg.field_widths, strict=True)):
-                del s  # item -> context ids; filled by load_state_dict or set_item_fields
-                self.register_buffer(f"item_field_{i}", torch.zeros(cfg.n_items + 1, k, dtype=torch.long))
+            self.fields = ItemFields(cfg.n_items, cfg.field_sizes, cfg.field_widths, d)
         self.pos_emb = nn.Embedding(cfg.max_len, width)
         self.token_drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
@@ -115,10 +113,9 @@ class SSRF(SequentialRecommender):
         self.final_ln = nn.LayerNorm(width) if cfg.pre_ln else nn.Identity()
         self.cnn = PairwiseCNN(cfg)
         self.fuse = nn.Linear(d + width, d)  # W in R^{3d x d} (2d x d for SSRF-UC)
-        self.out = None if cfg.tie_output else nn.Embedding(cfg.n_items + 1, 2 * d)  # W'
-        self.out_bias = nn.Embedding(cfg.n_items + 1, 1)  # b'
+        self.out = ItemOutput(cfg.n_items, 2 * d, free_rows=not cfg.tie_output)  # W', b'
         self.apply(self._init)
-        nn.init.zeros_(self.out_bias.weight)
+        nn.init.zeros_(self.out.bias.weight)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -132,21 +129,16 @@ class SSRF(SequentialRecommender):
 
     def set_item_fields(self, tables: list[torch.Tensor]) -> None:
         """Install the item -> context-id tables ([N + 1, K] each, 0-padded)."""
-        if not self.cfg.use_context:
-            return
-        for i, t in enumerate(tables):
-            getattr(self, f"item_field_{i}").copy_(t)
+        if self.cfg.use_context:
+            self.fields.set_tables(tables)
 
     def item_context(self, items: torch.Tensor) -> torch.Tensor:
         """The sum over context fields of each item's field embedding (multi-valued fields mean-pooled)."""
-        c = torch.zeros(*items.shape, self.cfg.d, device=items.device, dtype=self.item_emb.weight.dtype)
         if not self.cfg.use_context:
-            return c
-        for i, emb in enumerate(self.field_embs):
-            ids = getattr(self, f"item_field_{i}")[items]  # [..., K]
-            n = (ids != 0).sum(-1, keepdim=True).clamp(min=1)
-            c = c + emb(ids).sum(-2) / n
-        return c
+            return torch.zeros(
+                *items.shape, self.cfg.d, device=items.device, dtype=self.item_emb.weight.dtype
+            )
+        return self.fields(items)  # [..., D]
 
     def context(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
         """c_i of each event: its item's context fields plus its behaviour type."""
@@ -154,8 +146,8 @@ class SSRF(SequentialRecommender):
 
     def output_table(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """W' rows ([N + 1, 2D], or [..., 2D] for `items`)."""
-        if self.out is not None:
-            return self.out.weight if items is None else self.out(items)
+        if self.out.rows is not None:
+            return self.out.rows.weight if items is None else self.out.rows(items)
         ids = torch.arange(self.n_items + 1, device=self.item_emb.weight.device) if items is None else items
         return torch.cat((self.item_emb(ids), self.item_context(ids)), dim=-1)
 
@@ -174,21 +166,12 @@ class SSRF(SequentialRecommender):
         return self.final_ln(x)
 
     def hidden(self, batch: SeqBatch, positions: torch.Tensor | None = None) -> torch.Tensor:
-        items = batch.items
-        b, length = items.shape
-        if positions is None:
-            positions = torch.zeros_like(items, dtype=torch.bool)
-            positions[:, -1] = True
+        positions = last_position(batch.items) if positions is None else positions
         o_f = self.attention(batch)[positions]  # [T, W]
-        # the CNN window of position t: items t-L+1..t (left-padded)
-        padded = F.pad(items, (self.cfg.window - 1, 0))
-        windows = padded.unfold(1, self.cfg.window, 1)[positions]  # [T, L]
-        t = self.cnn(self.item_emb(windows))  # [T, D]
+        t = self.cnn(self.item_emb(recent_windows(batch.items, positions, self.cfg.window)))  # [T, D]
         o_cf = self.fuse(torch.cat((t, o_f), dim=-1))  # eq. 11
-        users = batch.user[:, None].expand(b, length)[positions]
-        return torch.cat((o_cf, self.user_emb(users)), dim=-1)  # [T, 2D]
+        return torch.cat((o_cf, self.user_emb(per_position(batch.user, positions))), dim=-1)  # [T, 2D]
 
     def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        if items is None:
-            return h @ self.output_table().T + self.out_bias.weight.T  # eq. 12: [T, N + 1]
-        return (h[:, None, :] * self.output_table(items)).sum(-1) + self.out_bias(items).squeeze(-1)  # [T, C]
+        rows = None if self.out.rows is not None else self.output_table(items)
+        return self.out(h, items, rows)  # eq. 12: [T, N + 1] or [T, C]

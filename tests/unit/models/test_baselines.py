@@ -90,7 +90,7 @@ def test_caser_and_cosrec_read_only_their_window_and_score_untied():
         assert not torch.allclose(
             m.encode(b)[1], m.encode(SeqBatch(user=b.user, items=items, behaviors=b.behaviors))[1]
         )
-        assert m.encode(b).shape == (3, 16) and m.out.weight.shape == (
+        assert m.encode(b).shape == (3, 16) and m.out.rows.weight.shape == (
             31,
             16,
         )  # [z ; P_u], W2 in R^{|I| x 2d}
@@ -100,13 +100,16 @@ def test_fdsa_feature_stream_reads_the_fields_and_the_item_stream_does_not():
     m, b = make("fdsa"), batch()
     o_s, o_f = m.streams(b)
     scores = m.score(b)
-    m.item_field_0[7] = torch.tensor([6, 5])  # item 7 is the last of row 0 and seen by row 1
-    m.item_field_1[7] = torch.tensor([3])
+    m.fields.item_field_0[7] = torch.tensor([6, 5])  # item 7 is the last of row 0 and seen by row 1
+    m.fields.item_field_1[7] = torch.tensor([3])
     o_s2, o_f2 = m.streams(b)
     torch.testing.assert_close(o_s2, o_s)
     assert not torch.allclose(o_f2[0, -1], o_f[0, -1]) and not torch.allclose(m.score(b)[0], scores[0])
     torch.testing.assert_close(o_f2[2], o_f[2])  # row 2 never sees item 7
-    for t in (m.item_field_0, m.item_field_1):  # no fields at all: every item's feature vector is the same
+    for t in (
+        m.fields.item_field_0,
+        m.fields.item_field_1,
+    ):  # no fields at all: every item's feature vector is the same
         t.zero_()
     f = m.features(torch.tensor([1, 2, 30]))
     torch.testing.assert_close(f, torch.zeros_like(f))
@@ -116,5 +119,5 @@ def test_fdsa_bundle_keeps_the_item_fields(tmp_path):
     m = make("fdsa")
     save_model(tmp_path, "fdsa", m)
     _, back = load_model(tmp_path)
-    assert torch.equal(back.item_field_0, m.item_field_0) and back.item_field_0.any()
+    assert torch.equal(back.fields.item_field_0, m.fields.item_field_0) and back.fields.item_field_0.any()
     torch.testing.assert_close(back.eval().score(batch()), m.score(batch()))

@@ -40,7 +40,7 @@ def test_pairwise_grid_is_every_ordered_pair():
 
 def test_tied_output_uses_the_item_and_context_tables():
     m = make("ssrf", tie_output=True)
-    assert m.out is None
+    assert m.out.rows is None
     table = m.output_table()
     torch.testing.assert_close(table[:, : m.cfg.d], m.item_emb.weight)
     torch.testing.assert_close(table[3, m.cfg.d :], m.item_context(torch.tensor(3)))
@@ -54,7 +54,7 @@ def test_tied_output_uses_the_item_and_context_tables():
 def test_dimensions_follow_the_paper():
     m = make("ssrf", d=16)
     assert m.fuse.in_features == 3 * 16 and m.fuse.out_features == 16  # W in R^{3d x d}
-    assert m.out.weight.shape == (31, 32)  # W' in R^{|I| x 2d} (+ padding row)
+    assert m.out.rows.weight.shape == (31, 32)  # W' in R^{|I| x 2d} (+ padding row)
     assert make("ssrf-uc", d=16).fuse.in_features == 2 * 16  # no context: 2d x d
     with pytest.raises(KeyError):
         build("ssrf", {**COUNTS, "dd": 3})
