@@ -20,7 +20,7 @@ from torch import nn
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.layers.attention import SelfAttentionBlock, causal_mask
-from ssrf.models.layers.embeddings import ItemFields
+from ssrf.models.layers.embeddings import ItemFields, init_weights
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,14 +65,7 @@ class FDSA(SequentialRecommender):
         self.pos_emb = nn.Embedding(cfg.max_len, d)  # shared by both streams
         self.item_stream, self.feature_stream = Stream(cfg), Stream(cfg)
         self.fuse = nn.Linear(2 * d, d)  # W, b
-        for m in self.modules():
-            if isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, std=d**-0.5)
-                if m.padding_idx is not None:
-                    nn.init.zeros_(m.weight[m.padding_idx])
-            elif isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.apply(init_weights)
 
     def set_item_fields(self, tables: list[torch.Tensor]) -> None:
         """Install the item -> field-id tables ([N + 1, K] each, 0-padded)."""

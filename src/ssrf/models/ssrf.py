@@ -29,7 +29,7 @@ from torch import nn
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.layers.attention import SelfAttentionBlock, causal_mask
-from ssrf.models.layers.embeddings import ItemFields, ItemOutput
+from ssrf.models.layers.embeddings import ItemFields, ItemOutput, init_weights
 from ssrf.models.layers.sequence import last_position, per_position, recent_windows
 
 
@@ -114,18 +114,8 @@ class SSRF(SequentialRecommender):
         self.cnn = PairwiseCNN(cfg)
         self.fuse = nn.Linear(d + width, d)  # W in R^{3d x d} (2d x d for SSRF-UC)
         self.out = ItemOutput(cfg.n_items, 2 * d, free_rows=not cfg.tie_output)  # W', b'
-        self.apply(self._init)
+        self.apply(init_weights)
         nn.init.zeros_(self.out.bias.weight)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=m.embedding_dim**-0.5)
-            if m.padding_idx is not None:
-                nn.init.zeros_(m.weight[m.padding_idx])
-        elif isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
 
     def set_item_fields(self, tables: list[torch.Tensor]) -> None:
         """Install the item -> context-id tables ([N + 1, K] each, 0-padded)."""

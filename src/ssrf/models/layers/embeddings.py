@@ -61,3 +61,14 @@ class ItemOutput(nn.Module):
         if items is None:
             return h @ rows.T + self.bias.weight.T
         return (h[:, None, :] * rows).sum(-1) + self.bias(items).squeeze(-1)
+
+
+def init_weights(m: nn.Module) -> None:
+    """For `module.apply`: embeddings ~ N(0, 1/width) with a zero padding row; linear layers Xavier, zero bias."""
+    if isinstance(m, nn.Embedding):
+        nn.init.normal_(m.weight, std=m.embedding_dim**-0.5)
+        if m.padding_idx is not None:
+            nn.init.zeros_(m.weight[m.padding_idx])
+    elif isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        nn.init.zeros_(m.bias)
