@@ -64,7 +64,7 @@ class ItemOutput(nn.Module):
 
 
 def init_weights(m: nn.Module) -> None:
-    """For `module.apply`: embeddings ~ N(0, 1/width) with a zero padding row; linear layers Xavier, zero bias."""
+    """For `module.apply`: embeddings ~ N(0, 1/width), padding row zero; linear layers Xavier, zero bias."""
     if isinstance(m, nn.Embedding):
         nn.init.normal_(m.weight, std=m.embedding_dim**-0.5)
         if m.padding_idx is not None:
