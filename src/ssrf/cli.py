@@ -240,6 +240,75 @@ def evaluate(
     typer.echo(_results_table(result, split))
 
 
+@app.command("recommend")
+def recommend(
+    run: Annotated[Path, typer.Option("--run", help="a run folder")],
+    user: Annotated[list[str] | None, typer.Option("--user", help="raw user id (repeatable)")] = None,
+    users_file: Annotated[
+        Path | None, typer.Option("--users", help="a file with one raw user id a line")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="how many items")] = 10,
+    include_seen: Annotated[
+        bool, typer.Option("--include-seen", help="keep items already in the history")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="write CSV (.csv) or JSON lines (.jsonl) instead")] = None,
+    batch_size: Annotated[int, typer.Option(help="users scored at once")] = 256,
+) -> None:
+    """Top-K items for users of a trained run, from their stored histories."""
+    import csv
+    import json
+
+    from tqdm import tqdm
+
+    from ssrf.serving.predictor import Predictor
+
+    try:
+        ids = list(user or [])
+        if users_file is not None:
+            ids += [line.strip() for line in users_file.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise DataError("give --user ID or --users FILE")
+        if out is not None and out.suffix not in (".csv", ".jsonl"):
+            raise DataError("--out must end in .csv or .jsonl", path=out)
+        predictor = Predictor.load(run)
+        rows = []
+        for lo in tqdm(range(0, len(ids), batch_size), disable=out is None or None, unit="batch"):
+            chunk = ids[lo : lo + batch_size]
+            for uid, recs in zip(chunk, predictor.recommend(chunk, k, include_seen), strict=True):
+                rows += [
+                    {
+                        "user": uid,
+                        "rank": r + 1,
+                        "item": x.item,
+                        "score": round(x.score, 6),
+                        "category": x.category,
+                    }
+                    for r, x in enumerate(recs)
+                ]
+    except DataError as exc:
+        _fail(exc)
+    if out is None:
+        from ssrf.reports.tables import markdown
+
+        typer.echo(
+            markdown(
+                ["user", "rank", "item", "category", "score"],
+                [[r["user"], r["rank"], r["item"], r["category"], f"{r['score']:.4f}"] for r in rows],
+            )
+        )
+        return
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        if out.suffix == ".csv":
+            writer = csv.DictWriter(fh, fieldnames=["user", "rank", "item", "score", "category"])
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    tmp.replace(out)
+    typer.echo(f"wrote {len(rows)} recommendations for {len(ids)} users to {out}")
+
+
 @app.command("demo")
 def demo(
     root: Root = None,
