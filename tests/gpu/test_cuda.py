@@ -26,7 +26,7 @@ def test_train_on_cuda_then_score_on_cpu(tmp_path):
     from ssrf.dataset.sequences import Sequences
 
     seqs = Sequences.build(data)
-    users, ends, starts = seqs.eval_users(2, "temporal")
+    users, ends, starts = seqs.eval_users(2)
     batch = input_batch(seqs, users[:64], starts[:64], ends[:64], on_cpu.cfg.max_len)
     torch.testing.assert_close(
         on_gpu.eval().score(batch.to("cuda")).cpu(), on_cpu.eval().score(batch), rtol=1e-3, atol=1e-3

@@ -83,17 +83,16 @@ class Sequences:
     def gather(self, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
         return np.where(idx >= 0, values[np.maximum(idx, 0)], PAD_ID)
 
-    def eval_users(self, split: int, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def eval_users(self, split: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Users evaluated on `split` (VALID or TEST), the end of their input (first event of that period)
-        and the start of their events. Under leave-one-out the period is one event; under the temporal
-        protocol it is every event of the period, and the input is everything before it."""
+        and the start of their events. The input is everything before the period, under both protocols
+        (under leave-one-out the period is one event)."""
         n_rows = self.n_users + 1
         first = np.full(n_rows, -1, dtype=np.int64)
         pos = np.flatnonzero(self.split == split)
         uniq, at = np.unique(self.user_of(pos), return_index=True)  # pos is sorted: first occurrence wins
         first[uniq] = pos[at]
         u = np.flatnonzero((first >= 0) & (first > self.ptr[:n_rows]))  # needs an earlier event as input
-        del protocol  # one rule for both protocols: the input is everything before the period
         return u, first[u], self.ptr[u]
 
     def period_items(self, users: np.ndarray, split: int) -> list[np.ndarray]:

@@ -85,7 +85,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean metrics over the users evaluated on `split` ("valid" or "test")."""
     sid = SPLIT_IDS[split]
-    users, ends, starts = seqs.eval_users(sid, protocol)
+    users, ends, starts = seqs.eval_users(sid)
     by_length = np.argsort(np.minimum(ends - starts, max_len), kind="stable")  # batches of similar length
     users, ends, starts = users[by_length], ends[by_length], starts[by_length]  # trim to little padding
     mask_history = cfg.masking(protocol)

@@ -4,7 +4,7 @@ the last L items pairwise-encoded into a 2d-channel L x L grid X[a, b] = [e_a ; 
 result concatenated with the user embedding and scored by y = W2 [T ; P_u] + b2, W2 in R^{|I| x 2d}, not
 tied to the input table.
 
-The CNN is SSRF's CNN branch (`ssrf.models.ssrf.PairwiseCNN`), so this model is SSRF without its
+The CNN is SSRF's CNN branch (`ssrf.models.layers.conv.PairwiseCNN`), so this model is SSRF without its
 self-attention branch and fusion layer. Departure, as for Caser: every position t is scored in one pass, its
 window being items t-L+1..t (left-padded), with the trainer's loss and targets.
 """
@@ -18,9 +18,9 @@ from torch import nn
 
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models.base import SequentialRecommender
+from ssrf.models.layers.conv import PairwiseCNN
 from ssrf.models.layers.embeddings import ItemOutput
 from ssrf.models.layers.sequence import last_position, per_position, recent_windows
-from ssrf.models.ssrf import PairwiseCNN, SSRFConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,17 +36,6 @@ class CosRecConfig:
     fc_dropout: float = 0.5  # dropout after the CNN's fully connected layer
     max_len: int = 50  # events per training chunk (each position reads its own last `window` items)
 
-    def cnn_config(self) -> SSRFConfig:
-        """The same CNN options in the form PairwiseCNN takes."""
-        return SSRFConfig(
-            n_items=self.n_items,
-            n_users=self.n_users,
-            d=self.d,
-            window=self.window,
-            conv_channels=self.conv_channels,
-            fc_dropout=self.fc_dropout,
-        )
-
 
 class CosRec(SequentialRecommender):
     def __init__(self, cfg: CosRecConfig) -> None:
@@ -54,7 +43,7 @@ class CosRec(SequentialRecommender):
         self.cfg, self.n_items = cfg, cfg.n_items
         self.item_emb = nn.Embedding(cfg.n_items + 1, cfg.d, padding_idx=0)
         self.user_emb = nn.Embedding(cfg.n_users + 1, cfg.d)
-        self.cnn = PairwiseCNN(cfg.cnn_config())
+        self.cnn = PairwiseCNN(cfg.d, cfg.window, cfg.conv_channels, cfg.fc_dropout)
         self.out = ItemOutput(cfg.n_items, 2 * cfg.d)  # W2, b2 (untied)
         for emb in (self.item_emb, self.user_emb):
             nn.init.normal_(emb.weight, std=emb.embedding_dim**-0.5)

@@ -29,6 +29,7 @@ from torch import nn
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.layers.attention import SelfAttentionBlock, causal_mask
+from ssrf.models.layers.conv import PairwiseCNN
 from ssrf.models.layers.embeddings import ItemFields, ItemOutput, init_weights
 from ssrf.models.layers.sequence import last_position, per_position, recent_windows
 
@@ -54,46 +55,6 @@ class SSRFConfig:
     tie_output: bool = False  # beyond the paper: W'_i = [E_I(i) ; i's context-field embedding], no free table
 
 
-class PairwiseCNN(nn.Module):
-    """X [B, 2d, L, L] -> T [B, d] (or, with pairwise=False, X [B, d, L] -> T)."""
-
-    def __init__(self, cfg: SSRFConfig) -> None:
-        super().__init__()
-        c1, c2 = cfg.conv_channels
-        conv, norm = (nn.Conv2d, nn.BatchNorm2d) if cfg.pairwise else (nn.Conv1d, nn.BatchNorm1d)
-        size, layers = cfg.window, []
-        for c_in, c_out, k in (
-            (2 * cfg.d if cfg.pairwise else cfg.d, c1, 1),
-            (c1, c1, 3),
-            (c1, c2, 1),
-            (c2, c2, 3),
-        ):
-            # paper: 3x3 without padding shrinks the grid (5 -> 3 -> 1); pad once it would vanish, or for 1-D
-            pad = 0 if (k == 1 or (cfg.pairwise and size >= 3)) else 1
-            size = size - k + 1 + 2 * pad
-            layers += [conv(c_in, c_out, k, padding=pad), norm(c_out), nn.ReLU()]
-        self.convs = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1) if cfg.pairwise else nn.AdaptiveAvgPool1d(1)
-        self.fc = nn.Sequential(nn.Linear(c2, cfg.d), nn.ReLU(), nn.Dropout(cfg.fc_dropout))
-        self.pairwise = cfg.pairwise
-
-    def forward(self, e: torch.Tensor) -> torch.Tensor:  # e: [B, L, D]
-        b, length, d = e.shape
-        if self.pairwise:
-            x = e.transpose(1, 2)  # [B, D, L]
-            x = torch.cat(
-                (
-                    x[:, :, :, None].expand(b, d, length, length),
-                    x[:, :, None, :].expand(b, d, length, length),
-                ),
-                dim=1,
-            )  # [B, 2D, L, L]
-        else:
-            x = e.transpose(1, 2)  # [B, D, L]
-        x = self.pool(self.convs(x)).flatten(1)  # [B, C2]
-        return self.fc(x)  # [B, D]
-
-
 class SSRF(SequentialRecommender):
     def __init__(self, cfg: SSRFConfig) -> None:
         super().__init__()
@@ -111,7 +72,7 @@ class SSRF(SequentialRecommender):
             SelfAttentionBlock(width, cfg.heads, cfg.dropout, cfg.pre_ln) for _ in range(cfg.blocks)
         )
         self.final_ln = nn.LayerNorm(width) if cfg.pre_ln else nn.Identity()
-        self.cnn = PairwiseCNN(cfg)
+        self.cnn = PairwiseCNN(d, cfg.window, cfg.conv_channels, cfg.fc_dropout, cfg.pairwise)
         self.fuse = nn.Linear(d + width, d)  # W in R^{3d x d} (2d x d for SSRF-UC)
         self.out = ItemOutput(cfg.n_items, 2 * d, free_rows=not cfg.tie_output)  # W', b'
         self.apply(init_weights)

@@ -186,8 +186,6 @@ def fit(
         )
         start_step = 0
         save_resume(resume_dir, model, optimizer, _counters(history, epoch + 1, 0, 0.0, 0))
-    else:
-        history.stopped_early = False
     return history
 
 

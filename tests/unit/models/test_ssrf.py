@@ -8,7 +8,7 @@ from model_factory import COUNTS, batch, make
 
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models import build
-from ssrf.models.ssrf import PairwiseCNN, SSRFConfig
+from ssrf.models.layers.conv import PairwiseCNN
 
 
 def test_context_changes_ssrf_but_not_ssrf_uc():
@@ -21,8 +21,7 @@ def test_context_changes_ssrf_but_not_ssrf_uc():
 
 def test_pairwise_grid_is_every_ordered_pair():
     """X[a, b] = [e_a ; e_b]: check the grid the first convolution sees against an explicit loop."""
-    cfg = SSRFConfig(**COUNTS, d=3, window=4)
-    cnn = PairwiseCNN(cfg).eval()
+    cnn = PairwiseCNN(d=3, window=4, channels=(128, 256), fc_dropout=0.5).eval()
     seen = {}
 
     def keep_input(module, inputs, output):

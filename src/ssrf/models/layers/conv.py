@@ -1,0 +1,52 @@
+"""The pairwise-encoding CNN of CosRec (Yan et al., CIKM 2019), SSRF's CNN branch (the paper's 2.2).
+
+X[a, b] = [e_a ; e_b] over the L x L grid of a window's item pairs, four convolutions (1x1, 3x3, 1x1, 3x3)
+with batch norm and ReLU, a fully connected layer with dropout. `pairwise=False` is SSRF-O's 1-D variant.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PairwiseCNN(nn.Module):
+    """X [B, 2d, L, L] -> T [B, d] (or, with pairwise=False, X [B, d, L] -> T)."""
+
+    def __init__(
+        self, d: int, window: int, channels: tuple[int, int], fc_dropout: float, pairwise: bool = True
+    ) -> None:
+        super().__init__()
+        c1, c2 = channels
+        conv, norm = (nn.Conv2d, nn.BatchNorm2d) if pairwise else (nn.Conv1d, nn.BatchNorm1d)
+        size, layers = window, []
+        for c_in, c_out, k in (
+            (2 * d if pairwise else d, c1, 1),
+            (c1, c1, 3),
+            (c1, c2, 1),
+            (c2, c2, 3),
+        ):
+            # paper: 3x3 without padding shrinks the grid (5 -> 3 -> 1); pad once it would vanish, or for 1-D
+            pad = 0 if (k == 1 or (pairwise and size >= 3)) else 1
+            size = size - k + 1 + 2 * pad
+            layers += [conv(c_in, c_out, k, padding=pad), norm(c_out), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1) if pairwise else nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Sequential(nn.Linear(c2, d), nn.ReLU(), nn.Dropout(fc_dropout))
+        self.pairwise = pairwise
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:  # e: [B, L, D]
+        b, length, d = e.shape
+        if self.pairwise:
+            x = e.transpose(1, 2)  # [B, D, L]
+            x = torch.cat(
+                (
+                    x[:, :, :, None].expand(b, d, length, length),
+                    x[:, :, None, :].expand(b, d, length, length),
+                ),
+                dim=1,
+            )  # [B, 2D, L, L]
+        else:
+            x = e.transpose(1, 2)  # [B, D, L]
+        x = self.pool(self.convs(x)).flatten(1)  # [B, C2]
+        return self.fc(x)  # [B, D]
