@@ -314,15 +314,22 @@ def demo(
     root: Root = None,
     epochs: Annotated[int, typer.Option(help="training epochs")] = 10,
     out: Annotated[Path | None, typer.Option(help="run folder")] = None,
+    paper: Annotated[
+        bool, typer.Option("--paper", help="the paper's loss (bce, 3 negatives), untied output")
+    ] = False,
 ) -> None:
-    """Train SSRF on the embedded Taobao UserBehavior subset and print its statistics and test metrics."""
+    """Train SSRF on the embedded Taobao UserBehavior subset and print its statistics and test metrics.
+
+    By default with full-softmax cross-entropy and the output tied to the input item and context tables
+    (the best configuration we found); --paper trains the published configuration instead."""
     from ssrf import pipeline
     from ssrf.reports.tables import dataset_stats
 
     try:
         prepared = pipeline.prepare([pipeline.demo_data_path()], pipeline.DEMO_FORMAT, root=root)
         typer.echo(dataset_stats({**prepared.meta, "path": str(prepared.path)}) + "\n")
-        cfg = pipeline.RunConfig().override([f"train.epochs={epochs}"])
+        best = ['train.loss="ce"', "model_options.tie_output=true", f"train.patience={epochs}"]
+        cfg = pipeline.RunConfig().override([f"train.epochs={epochs}", *([] if paper else best)])
         result = pipeline.train(prepared, cfg, out)
     except DataError as exc:
         _fail(exc)
