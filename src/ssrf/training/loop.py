@@ -95,6 +95,7 @@ def fit(
     chunks = seqs.train_chunks(cfg.max_len)
     lengths = chunks[:, 2] - chunks[:, 1]
     log_q = _log_q(seqs, device) if cfg.loss == "sampled-softmax" else None
+    q_cpu = log_q.exp().cpu() if log_q is not None else None
     history, start_epoch, start_step = History(), 0, 0
     resume_dir, metrics_path = run_dir / "resume", run_dir / "metrics.jsonl"
     counters = load_resume(resume_dir, model, optimizer)
@@ -139,9 +140,9 @@ def fit(
                 elif cfg.loss == "ce":
                     loss = losses.full_softmax_ce(model, h, targets, pos_w)
                 else:
-                    assert log_q is not None
-                    neg = torch.multinomial(
-                        log_q.exp(), cfg.sampled_negatives, replacement=True, generator=gen
+                    assert log_q is not None and q_cpu is not None
+                    neg = torch.multinomial(  # drawn on the CPU, where the seeded generator lives
+                        q_cpu, cfg.sampled_negatives, replacement=True, generator=gen
                     ).to(device)
                     loss = losses.sampled_softmax(model, h, targets, pos_w, neg, log_q)
             optimizer.zero_grad(set_to_none=True)

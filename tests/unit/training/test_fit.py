@@ -104,3 +104,25 @@ def test_unknown_config_keys_are_errors():
         RunConfig.from_dict({"model_options": {"dim": 3}})
     with pytest.raises(DataError, match="unknown key"):
         RunConfig.from_dict({"trian": {}})
+
+
+@pytest.mark.parametrize("loss", ["bce", "ce", "sampled-softmax"])
+def test_every_loss_trains_through_the_loop(sample, tmp_path, loss):
+    cfg = RunConfig.from_dict(
+        {
+            "model": "ssrf",
+            "model_options": {**SMALL, "dropout": 0.0, "fc_dropout": 0.0},
+            "train": {
+                "epochs": 4,
+                "batch_size": 16,
+                "loss": loss,
+                "lr": 5e-3,
+                "sampled_negatives": 64,
+                "checkpoint_every": 0,
+                "patience": 100,
+            },
+        }
+    )
+    pipeline.train(sample, cfg, tmp_path / loss)
+    rows = [json.loads(x) for x in (tmp_path / loss / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss"] < 0.9 * rows[0]["loss"], [r["loss"] for r in rows]
