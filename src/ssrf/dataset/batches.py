@@ -82,3 +82,13 @@ def bucket_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     perm = rng.permutation(len(batches))
     return [batches[i] for i in perm]
+
+
+def item_mask(rows: list[np.ndarray], width: int, device: torch.device) -> torch.Tensor:
+    """[B, width] bool with True at each row's listed columns."""
+    out = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
+    if rows:
+        r = np.repeat(np.arange(len(rows)), [len(x) for x in rows])
+        c = np.concatenate(rows)
+        out[torch.from_numpy(r).to(device), torch.from_numpy(c.astype(np.int64)).to(device)] = True
+    return out

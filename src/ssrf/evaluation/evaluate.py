@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ssrf.dataset.batches import input_batch
+from ssrf.dataset.batches import input_batch, item_mask
 from ssrf.dataset.sequences import TEST, VALID, Sequences
 from ssrf.evaluation import metrics as M
 from ssrf.models.base import SequentialRecommender
@@ -39,22 +39,12 @@ class EvalConfig:
         return self.mask_history if self.mask_history is not None else protocol == "loo"
 
 
-def _dense(rows: list[np.ndarray], width: int, device: torch.device) -> torch.Tensor:
-    """[B, width] bool with True at each row's listed columns."""
-    out = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
-    if rows:
-        r = np.repeat(np.arange(len(rows)), [len(x) for x in rows])
-        c = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
-        out[torch.from_numpy(r).to(device), torch.from_numpy(c.astype(np.int64)).to(device)] = True
-    return out
-
-
 def sample_candidates(
     touched: list[np.ndarray], width: int, count: int, gen: torch.Generator, device: torch.device
 ) -> torch.Tensor:
     """[B, width] bool: `count` distinct items per row drawn uniformly from those the row never touched."""
     keys = torch.rand(len(touched), width, generator=gen).to(device)
-    keys = keys.masked_fill(_dense(touched, width, device), float("inf"))
+    keys = keys.masked_fill(item_mask(touched, width, device), float("inf"))
     keys[:, 0] = float("inf")
     pick = keys.topk(min(count, width - 1), dim=1, largest=False).indices
     out = torch.zeros(len(touched), width, dtype=torch.bool, device=device)
@@ -110,14 +100,14 @@ def evaluate(
         scores = model.score(batch).float()  # [B, N + 1]
         scores[:, 0] = float("-inf")
         relevant_rows = [seqs.items[[i]] for i in e] if protocol == "loo" else seqs.period_items(u, sid)
-        relevant = _dense(relevant_rows, width, scores.device)
+        relevant = item_mask(relevant_rows, width, scores.device)
         if cfg.auc:
-            touched = _dense(seqs.all_items(u), width, scores.device)
+            touched = item_mask(seqs.all_items(u), width, scores.device)
             negative = ~touched
             negative[:, 0] = False
             add("auc", M.auc(scores, relevant, negative))
         if mask_history:
-            seen = _dense(seqs.items_before(u, e), width, scores.device) & ~relevant
+            seen = item_mask(seqs.items_before(u, e), width, scores.device) & ~relevant
             scores = scores.masked_fill(seen, float("-inf"))
         if cfg.candidates:
             keep = sample_candidates(seqs.all_items(u), width, cfg.candidates, gen, scores.device) | relevant

@@ -14,7 +14,7 @@ import torch
 
 from ssrf.core import DataError
 from ssrf.dataset.artifacts import Prepared
-from ssrf.dataset.batches import input_batch
+from ssrf.dataset.batches import input_batch, item_mask
 from ssrf.dataset.sequences import Sequences
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.registry import load_model
@@ -68,8 +68,8 @@ class Predictor:
         scores = self.model.score(batch).float()
         scores[:, 0] = float("-inf")
         if not include_seen:
-            for row, items in enumerate(self.seqs.all_items(users)):
-                scores[row, torch.from_numpy(items).to(self.device)] = float("-inf")
+            seen = item_mask(self.seqs.all_items(users), scores.shape[1], scores.device)
+            scores = scores.masked_fill(seen, float("-inf"))
         top = scores.topk(k, dim=1)
         raw_items = self.data.vocabs["item"].raw
         return [
