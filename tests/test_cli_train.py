@@ -22,28 +22,26 @@ SMALL = [
 ]
 
 
-def test_train_then_evaluate(tmp_path):
+def train(tmp_path, out, *extra):
+    """`ssrf train` on the embedded data, prepared into tmp_path/cache, writing the run to `out`."""
     demo = str(pipeline.demo_data_path())
+    args = [
+        "train",
+        "--data",
+        demo,
+        "--format",
+        "taobao",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    return runner.invoke(app, [*args, *extra])
+
+
+def test_train_then_evaluate(tmp_path):
     out = tmp_path / "run"
-    res = runner.invoke(
-        app,
-        [
-            "train",
-            "--data",
-            demo,
-            "--format",
-            "taobao",
-            "--epochs",
-            "2",
-            "--out",
-            str(out),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--behavior-weights",
-            "buy=10",
-            *SMALL,
-        ],
-    )
+    res = train(tmp_path, out, "--epochs", "2", "--behavior-weights", "buy=10", *SMALL)
     assert res.exit_code == 0, res.output
     assert "rec@10" in res.output and "auc" in res.output
     result = json.loads((out / "results.json").read_text())
@@ -56,47 +54,18 @@ def test_train_then_evaluate(tmp_path):
     assert again.exit_code == 0, again.output
     assert f"{result['test']['rec@10']:.4f}" in again.output  # the same model gives the same numbers
     # a second train into the same folder without --resume is refused
-    refused = runner.invoke(
-        app,
-        [
-            "train",
-            "--data",
-            demo,
-            "--format",
-            "taobao",
-            "--out",
-            str(out),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            *SMALL,
-        ],
-    )
+    refused = train(tmp_path, out, *SMALL)
     assert refused.exit_code == 2 and "--resume" in refused.output
 
 
 def test_bad_options_exit_2(tmp_path):
-    demo = str(pipeline.demo_data_path())
     for extra in (
         ["--set", "train.epoch=3"],
         ["--model", "nope"],
         ["--loss", "hinge"],
         ["--behavior-weights", "buy"],
     ):
-        res = runner.invoke(
-            app,
-            [
-                "train",
-                "--data",
-                demo,
-                "--format",
-                "taobao",
-                "--out",
-                str(tmp_path / "x"),
-                "--cache-dir",
-                str(tmp_path / "cache"),
-                *extra,
-            ],
-        )
+        res = train(tmp_path, tmp_path / "x", *extra)
         assert res.exit_code == 2, (extra, res.output)
         assert "error:" in res.output
     res = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "missing")])
@@ -111,29 +80,10 @@ def test_demo_runs(tmp_path, monkeypatch):
 
 
 def test_evaluate_with_sampled_candidates_and_rela_impr(tmp_path):
-    demo = str(pipeline.demo_data_path())
     runs = {}
     for name in ("ssrf", "ssrf-uc"):
         out = tmp_path / name
-        res = runner.invoke(
-            app,
-            [
-                "train",
-                "--data",
-                demo,
-                "--format",
-                "taobao",
-                "--epochs",
-                "1",
-                "--model",
-                name,
-                "--out",
-                str(out),
-                "--cache-dir",
-                str(tmp_path / "cache"),
-                *SMALL,
-            ],
-        )
+        res = train(tmp_path, out, "--epochs", "1", "--model", name, *SMALL)
         assert res.exit_code == 0, res.output
         runs[name] = json.loads((out / "results.json").read_text())
     res = runner.invoke(
