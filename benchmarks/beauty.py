@@ -73,6 +73,7 @@ def main() -> None:
     figures["seconds_per_epoch"] = agg([r["seconds_per_epoch"] for r in runs])
     figures["test_eval_seconds"] = agg([r["test_eval_seconds"] for r in runs])
     figures["epochs_run"] = agg([float(r["epochs_run"]) for r in runs])
+    figures["best_epoch"] = agg([float(r["best_epoch"]) for r in runs])
     print(
         f"\n{args.model} ({args.loss}) on Beauty, leave-one-out, full ranking, history masked, "
         f"{args.seeds} seeds, {int(runs[0]['test']['users'])} test users"

@@ -241,6 +241,7 @@ def train(
         "best_valid": history.epochs[history.best_epoch],
         "epochs_run": len(history.epochs),
         "stopped_early": history.stopped_early,
+        "stopped_by_budget": history.stopped_by_budget,
         "train_seconds": round(train_s, 2),
         "test_eval_seconds": round(time.perf_counter() - t1, 2),
         "seconds_per_epoch": round(

@@ -1,9 +1,11 @@
 """SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the item sequence; an item's score is the
 dot product of the sequence representation with its (shared) input embedding.
 
-As in the authors' code: pre-LayerNorm blocks with a final LayerNorm, learned positions, embeddings scaled by
-sqrt(d), dropout on the embeddings and inside the blocks. The loss is the trainer's choice (the paper used
-bce with one negative; full-softmax ce gives today's stronger published numbers).
+As in the authors' code: pre-LayerNorm blocks with a final LayerNorm, learned positions, embeddings scaled
+by sqrt(d), dropout on the embeddings and inside the blocks. `pre_ln=False` is RecBole's variant instead:
+LayerNorm on the summed embeddings (no sqrt(d) scaling), post-LayerNorm blocks, no final LayerNorm.
+The loss is the trainer's choice (the paper used bce with one negative; full-softmax ce gives today's
+stronger published numbers).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class SASRecConfig:
     dropout: float = (
         0.5  # dropout on embeddings, attention and feed-forward (0.5 for sparse data like Beauty)
     )
+    pre_ln: bool = True  # True: the authors' pre-LN blocks; False: RecBole's embedding LN + post-LN blocks
 
 
 class SASRec(SequentialRecommender):
@@ -42,10 +45,13 @@ class SASRec(SequentialRecommender):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.d)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            SelfAttentionBlock(cfg.d, cfg.heads, cfg.dropout, pre_ln=True) for _ in range(cfg.blocks)
+            SelfAttentionBlock(cfg.d, cfg.heads, cfg.dropout, pre_ln=cfg.pre_ln) for _ in range(cfg.blocks)
         )
-        self.final_ln = nn.LayerNorm(cfg.d)
+        self.final_ln = nn.LayerNorm(cfg.d) if cfg.pre_ln else nn.Identity()
+        self.emb_ln = nn.Identity() if cfg.pre_ln else nn.LayerNorm(cfg.d)
+        self.scale = cfg.d**0.5 if cfg.pre_ln else 1.0
         nn.init.normal_(self.item_emb.weight, std=cfg.d**-0.5)
+        nn.init.normal_(self.pos_emb.weight, std=cfg.d**-0.5 * self.scale)  # as large as a scaled item row
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
         for m in self.modules():
@@ -57,7 +63,7 @@ class SASRec(SequentialRecommender):
         items = batch.items
         length = items.shape[1]
         pos = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=items.device)  # right-aligned
-        x = self.drop(self.item_emb(items) * self.cfg.d**0.5 + self.pos_emb(pos))  # [B, L, D]
+        x = self.drop(self.emb_ln(self.item_emb(items) * self.scale + self.pos_emb(pos)))  # [B, L, D]
         x = x * (items != 0)[..., None]
         mask = causal_mask(items)
         for block in self.blocks:

@@ -15,8 +15,8 @@ Ablations (3.7): `use_context=False` is SSRF-UC (tokens carry the item alone, d 
 `pairwise=False` is SSRF-O (the CNN sees the plain L x d matrix, 1-D convolutions).
 Departures, each an option beside the default: `pre_ln` (pre-LayerNorm blocks), `tie_output` (W' built
 from the input item table and the item's context fields, so an item's output row shares what its input row
-learns). Every position of a sequence is scored in one pass: attention is causal and the CNN window of
-position t ends at t.
+learns), `use_user=False` (no user embedding: P_u = 0). Every position of a sequence is scored in one
+pass: attention is causal and the CNN window of position t ends at t.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class SSRFConfig:
     pairwise: bool = True  # False: SSRF-O (no pairwise encoding)
     pre_ln: bool = False  # beyond the paper: pre-LayerNorm attention blocks
     tie_output: bool = False  # beyond the paper: W'_i = [E_I(i) ; i's context-field embedding], no free table
+    use_user: bool = True  # False (beyond the paper): P_u = 0, the sequence alone scores the items
 
 
 class SSRF(SequentialRecommender):
@@ -121,7 +122,10 @@ class SSRF(SequentialRecommender):
         o_f = self.attention(batch)[positions]  # [T, W]
         t = self.cnn(self.item_emb(recent_windows(batch.items, positions, self.cfg.window)))  # [T, D]
         o_cf = self.fuse(torch.cat((t, o_f), dim=-1))  # eq. 11
-        return torch.cat((o_cf, self.user_emb(per_position(batch.user, positions))), dim=-1)  # [T, 2D]
+        p_u = self.user_emb(per_position(batch.user, positions))
+        if not self.cfg.use_user:
+            p_u = torch.zeros_like(p_u)
+        return torch.cat((o_cf, p_u), dim=-1)  # [T, 2D]
 
     def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         rows = None if self.out.rows is not None else self.output_table(items)

@@ -40,6 +40,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # Adam weight decay (L2)
     patience: int = 3  # stop after this many validations without improvement
     metric: str = "ndcg@10"  # validation metric for early stopping and the best checkpoint
+    max_seconds: float = 0.0  # wall-clock budget: no epoch starts after this many seconds (0: no budget)
     checkpoint_every: int = 200  # steps between resume checkpoints (0: only at epoch ends)
     seed: int = 0  # all randomness (init, batches, negatives, dropout) derives from it
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:1, ...
@@ -56,6 +57,7 @@ class History:
     best_epoch: int = -1
     best_score: float = -math.inf
     stopped_early: bool = False
+    stopped_by_budget: bool = False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,9 +110,14 @@ def fit(
         if device.type == "cuda"
         else torch.autocast("cpu", enabled=False)
     )
+    spent = sum(e["train_seconds"] + e["eval_seconds"] for e in history.epochs)  # earlier epochs (resume)
+    began = time.perf_counter() - spent
     for epoch in range(start_epoch, cfg.epochs):
         if len(history.epochs) - 1 - history.best_epoch >= cfg.patience and history.best_epoch >= 0:
             history.stopped_early = True
+            break
+        if cfg.max_seconds and time.perf_counter() - began >= cfg.max_seconds:
+            history.stopped_by_budget = True
             break
         order = bucket_order(lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
         model.train()

@@ -1,0 +1,157 @@
+"""Many Beauty configurations at once: one `benchmarks/beauty.py` process per configuration (one seed each,
+one CPU thread each), each under a wall-clock budget, then one table of their test figures. For a machine
+with many cores or a GPU; on this 2-core machine run two at a time.
+
+    .venv/bin/python benchmarks/beauty_sweep.py --parallel 2 --max-seconds 3600 --only sasrec-ce,ssrf-ce-tie
+    python3 benchmarks/beauty_sweep.py --parallel 14 --max-seconds 400 --out $OUT/sweep   # GPU machine
+
+Ends with one JSON line: {config: {hr@10, ndcg@10, epochs_run, best_epoch, ...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks" / "beauty.py"
+
+# name -> (model, loss, overrides)
+CONFIGS: dict[str, tuple[str, str, list[str]]] = {
+    "sasrec-ce": ("sasrec", "ce", []),
+    "sasrec-ce-d02": ("sasrec", "ce", ["model_options.dropout=0.2"]),
+    "sasrec-ce-postln": ("sasrec", "ce", ["model_options.pre_ln=false"]),
+    "sasrec-bce": ("sasrec", "bce", ["train.negatives=1"]),
+    "ssrf-bce": ("ssrf", "bce", []),
+    "ssrf-ce-tie": ("ssrf", "ce", ["model_options.tie_output=true"]),
+    "ssrf-ce-tie-d05": ("ssrf", "ce", ["model_options.tie_output=true", "model_options.dropout=0.5"]),
+    "ssrf-ce-tie-d05-nouser": (
+        "ssrf",
+        "ce",
+        ["model_options.tie_output=true", "model_options.dropout=0.5", "model_options.use_user=false"],
+    ),
+    "ssrf-ce-tie-preln-d05": (
+        "ssrf",
+        "ce",
+        ["model_options.tie_output=true", "model_options.dropout=0.5", "model_options.pre_ln=true"],
+    ),
+    "ssrf-ce-free-d05": ("ssrf", "ce", ["model_options.dropout=0.5"]),
+    "ssrf-uc-ce-tie-d05": ("ssrf-uc", "ce", ["model_options.tie_output=true", "model_options.dropout=0.5"]),
+    "ssrf-o-ce-tie-d05": ("ssrf-o", "ce", ["model_options.tie_output=true", "model_options.dropout=0.5"]),
+    "fdsa-ce": ("fdsa", "ce", []),
+    "caser-bce": ("caser", "bce", []),
+    "gru4rec-ce": ("gru4rec", "ce", []),
+    "cosrec-ce": ("cosrec", "ce", []),
+}
+# Round 2: SSRF (ce, tied output, dropout 0.2) overfits by epoch 15-20 while its attention branch is still
+# learning, so these vary its regularisation; and SASRec / FDSA at a higher learning rate.
+TIE = ["model_options.tie_output=true"]
+for _name, _sets in {
+    "wd1e-6": ["train.weight_decay=1e-6"],
+    "wd1e-5": ["train.weight_decay=1e-5"],
+    "wd1e-4": ["train.weight_decay=1e-4"],
+    "nouser": ["model_options.use_user=false"],
+    "nouser-wd1e-5": ["model_options.use_user=false", "train.weight_decay=1e-5"],
+    "cnn32": ["model_options.conv_channels=[32, 64]"],
+    "window3": ["model_options.window=3"],
+    "lr2e-3": ["train.lr=2e-3"],
+    "lr2e-3-wd1e-5": ["train.lr=2e-3", "train.weight_decay=1e-5"],
+    "preln": ["model_options.pre_ln=true"],
+    "fcdrop08": ["model_options.fc_dropout=0.8"],
+}.items():
+    CONFIGS[f"ssrf-ce-tie-{_name}"] = ("ssrf", "ce", TIE + _sets)
+CONFIGS["ssrf-ce-free"] = ("ssrf", "ce", [])
+CONFIGS["ssrf-uc-ce-tie"] = ("ssrf-uc", "ce", TIE)
+CONFIGS["ssrf-o-ce-tie"] = ("ssrf-o", "ce", TIE)
+CONFIGS["sasrec-ce-lr2e-3"] = ("sasrec", "ce", ["train.lr=2e-3"])
+CONFIGS["fdsa-ce-lr2e-3"] = ("fdsa", "ce", ["train.lr=2e-3"])
+ROUND2 = [n for n in CONFIGS if n.startswith("ssrf-ce-tie-") and "d05" not in n] + [
+    "ssrf-ce-free", "ssrf-uc-ce-tie", "ssrf-o-ce-tie", "sasrec-ce-lr2e-3", "fdsa-ce-lr2e-3"
+]  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--max-seconds", type=float, default=3600.0, help="per configuration")
+    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--patience", type=int, default=15)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--only", default="", help="configuration names (a,b,...) or round2; default all")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "beauty_sweep")
+    ap.add_argument("--data", type=Path, default=None)
+    args = ap.parse_args()
+
+    names = [n for n in args.only.split(",") if n] or list(CONFIGS)
+    if args.only == "round2":
+        names = ROUND2
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        sys.exit(f"unknown configuration(s): {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    from beauty import BEAUTY  # the same default data as beauty.py
+    from ssrf import pipeline
+    from ssrf.dataset.prepare import PrepareConfig
+
+    pipeline.prepare([args.data or BEAUTY], "s3rec", PrepareConfig(split="loo"))  # once, before the workers
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    pending, running, done = list(names), {}, {}
+    t0 = time.perf_counter()
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            name = pending.pop(0)
+            model, loss, sets = CONFIGS[name]
+            cmd = [
+                sys.executable, str(BENCH), "--model", model, "--loss", loss, "--seeds", "1",
+                "--epochs", str(args.epochs), "--patience", str(args.patience),
+                "--out", str(args.out / "runs"),
+                "--set", f"train.max_seconds={args.max_seconds}",
+                "--set", f"train.batch_size={args.batch_size}",
+                "--set", "eval.auc=false",
+            ]  # fmt: skip
+            for s in sets:
+                cmd += ["--set", s]
+            if args.data is not None:
+                cmd += ["--data", str(args.data)]
+            log = open(args.out / f"{name}.log", "w")  # noqa: SIM115 (closed when the process ends)
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+        time.sleep(2)
+        for name, (proc, log) in list(running.items()):
+            if proc.poll() is not None:
+                log.close()
+                del running[name]
+                lines = (args.out / f"{name}.log").read_text().strip().splitlines()
+                try:
+                    done[name] = json.loads(lines[-1]) if proc.returncode == 0 else {"error": lines[-3:]}
+                except (json.JSONDecodeError, IndexError):
+                    done[name] = {"error": lines[-3:]}
+                elapsed = time.perf_counter() - t0
+                print(f"[{elapsed:.0f} s] {name} finished (rc {proc.returncode})", flush=True)
+
+    keys = ("hr@10", "ndcg@10", "hr@20", "ndcg@20")
+    print("\n| configuration | " + " | ".join(keys) + " | epochs | s/epoch |")
+    print("|---|" + "---|" * (len(keys) + 2))
+    summary = {}
+    for name in names:
+        r = done[name]
+        if "error" in r:
+            print(f"| {name} | failed: {r['error']} |")
+            summary[name] = r
+            continue
+        summary[name] = {k: r[k]["mean"] for k in keys} | {
+            "epochs_run": r["epochs_run"]["mean"],
+            "seconds_per_epoch": r["seconds_per_epoch"]["mean"],
+            "best_epoch": r["best_epoch"]["mean"],
+        }
+        cells = " | ".join(f"{r[k]['mean']:.4f}" for k in keys)
+        print(f"| {name} | {cells} | {r['epochs_run']['mean']:.0f} | {r['seconds_per_epoch']['mean']:.1f} |")
+    print(json.dumps({"benchmark": "beauty_sweep", "max_seconds": args.max_seconds, "results": summary}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Training and evaluation speed on Amazon Beauty (leave-one-out): for each model, training targets per
+second (one target = one predicted next item), seconds per epoch, seconds to evaluate every test user over
+all items, and peak memory. Each model runs in its own process, so its peak RSS is its own.
+
+    .venv/bin/python benchmarks/train_speed.py                      # every sequential model, CE, 1 epoch
+    .venv/bin/python benchmarks/train_speed.py --models ssrf,sasrec --epochs 2 --device cuda
+
+Ends with one JSON line: {model: {targets_per_second, seconds_per_epoch, eval_seconds, peak_rss_mb, ...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEAUTY = ROOT.parent / "shared" / "data" / "beauty" / "Beauty.txt"
+MODELS = ("ssrf", "ssrf-uc", "ssrf-o", "sasrec", "fdsa", "caser", "cosrec", "gru4rec", "pop")
+
+
+def worker(args: argparse.Namespace) -> None:
+    import torch
+
+    from ssrf import pipeline
+    from ssrf.dataset.prepare import PrepareConfig
+
+    data = pipeline.prepare([args.data], "s3rec", PrepareConfig(split="loo"))
+    sets = [
+        f'train.loss="{args.loss}"',
+        f"train.epochs={args.epochs}",
+        f"train.batch_size={args.batch_size}",
+        f'train.device="{args.device}"',
+        "train.patience=1000",
+        "eval.auc=false",
+    ]
+    cfg = pipeline.RunConfig(model=args.worker).override(sets)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = pipeline.train(data, cfg, Path(tmp) / "run")
+        epochs = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    epochs = epochs[1:] if len(epochs) > 1 else epochs  # the first epoch carries start-up (CUDA, caches)
+    cuda = torch.cuda.is_available() and result["device"].startswith("cuda")
+    out = {
+        "model": args.worker,
+        "device": result["device"],
+        "gpu": torch.cuda.get_device_name() if cuda else None,
+        "threads": torch.get_num_threads(),
+        "targets_per_epoch": epochs[0]["targets"],
+        "targets_per_second": statistics.median(e["targets_per_second"] for e in epochs),
+        "seconds_per_epoch": statistics.median(e["train_seconds"] for e in epochs),
+        "valid_eval_seconds": statistics.median(e["eval_seconds"] for e in epochs),
+        "test_eval_seconds": result["test_eval_seconds"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "test_ndcg@10": result["test"]["ndcg@10"],
+    }
+    print(json.dumps(out))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--loss", default="ce")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--data", type=Path, default=BEAUTY)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    rows = {}
+    for model in args.models.split(","):
+        cmd = [sys.executable, __file__, "--worker", model, "--loss", args.loss, "--epochs", str(args.epochs)]
+        cmd += ["--batch-size", str(args.batch_size), "--device", args.device, "--data", str(args.data)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{model} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows[model] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{model}: {rows[model]}", file=sys.stderr, flush=True)
+    first = next(iter(rows.values()), None)
+    where = f"{first['device']} ({first['gpu'] or str(first['threads']) + ' threads'})" if first else "?"
+    print(f"\nBeauty, loss {args.loss}, batch {args.batch_size}, {args.epochs} epoch(s), {where}")
+    print("| model | targets/s | s/epoch | valid eval s | test eval s | peak RSS MB | peak GPU MB |")
+    print("|---|---|---|---|---|---|---|")
+    for m, r in rows.items():
+        gpu = f"{r['peak_gpu_mb']:.0f}" if r["peak_gpu_mb"] is not None else "-"
+        print(
+            f"| {m} | {r['targets_per_second']:.0f} | {r['seconds_per_epoch']:.1f} | "
+            f"{r['valid_eval_seconds']:.1f} | {r['test_eval_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {gpu} |"
+        )
+    print(json.dumps({"benchmark": "train_speed", "loss": args.loss, "results": rows}))
+
+
+if __name__ == "__main__":
+    main()
