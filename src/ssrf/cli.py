@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -164,6 +165,22 @@ ConfigOpt = Annotated[
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: section.key=value (repeatable)")]
 
 
+def _torchrun(nproc: int) -> int:
+    """Run this same `ssrf train` command line under torchrun with `nproc` processes; its exit code."""
+    import subprocess
+
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            argv.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    return subprocess.call([*cmd, "-m", "ssrf", *argv])
+
+
 @app.command("train")
 def train(
     data: Annotated[list[Path], typer.Option("--data", help="raw file(s) or a prepared folder")],
@@ -183,8 +200,16 @@ def train(
     map_spec: MapSpec = None,
     map_file: MapFile = None,
     root: Root = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="data-parallel processes on this machine (runs torchrun; gloo on CPU, NCCL on GPUs)"
+        ),
+    ] = 1,
 ) -> None:
     """Train a model, select it on validation, evaluate test once, and print the results table."""
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_torchrun(nproc))
     from ssrf import pipeline
 
     try:
@@ -208,6 +233,8 @@ def train(
         result = pipeline.train(prepared, cfg, out, resume=resume)
     except (DataError, ValueError) as exc:
         _fail(exc)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
+        return
     typer.echo(_results_table(result))
     typer.echo(
         f"\ntraining {result['train_seconds']:.1f} s ({result['epochs_run']} epochs, best "

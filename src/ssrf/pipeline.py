@@ -34,6 +34,7 @@ from ssrf.io import GenericMapping, read
 from ssrf.models import REGISTRY, build, config_fields
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.registry import load_model
+from ssrf.training import distributed
 from ssrf.training.loop import TrainConfig, fit, resolve_device
 
 DEMO_FORMAT = "taobao"
@@ -54,11 +55,13 @@ def prepare(
     root: str | Path | None = None,
     force: bool = False,
 ) -> Prepared:
-    """Read raw files (or open a prepared folder) and return the prepared dataset, cached on disk."""
+    """Read raw files (or open a prepared folder) and return the prepared dataset, cached on disk.
+    Under torchrun rank 0 builds the cache and the other ranks then read it."""
     if len(paths) == 1 and Path(paths[0]).is_dir():
         return Prepared.load(paths[0])
-    log = read(fmt, paths, mapping)
-    return prepare_dataset(log, cfg or PrepareConfig(), None if root is None else Path(root), force=force)
+    with distributed.main_first(distributed.setup()):
+        log = read(fmt, paths, mapping)
+        return prepare_dataset(log, cfg or PrepareConfig(), None if root is None else Path(root), force=force)
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -182,11 +185,15 @@ def default_run_dir(model: str, data: Prepared, seed: int) -> Path:
 def train(
     data: Prepared, cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, on_step=None
 ) -> dict[str, Any]:
-    """Train `cfg.model` on `data`, select on validation, evaluate test once; return results.json."""
+    """Train `cfg.model` on `data`, select on validation, evaluate test once; return results.json.
+
+    Under torchrun every rank calls this with the same arguments; rank 0 alone writes the run folder."""
+    dist = distributed.setup()
     run_dir = Path(out) if out is not None else default_run_dir(cfg.model, data, cfg.train.seed)
+    run_dir = Path(str(dist.broadcast(str(run_dir))))  # rank 0's time stamp
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise DataError("run folder exists and is not empty (use --resume to continue it)", path=run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     seqs = Sequences.build(data)
     protocol = data.meta["split"]
     seed_everything(cfg.train.seed)
@@ -194,19 +201,22 @@ def train(
     max_len = model.cfg.max_len  # type: ignore[attr-defined]
     train_cfg = dataclasses.replace(cfg.train, max_len=max_len)
     device = resolve_device(train_cfg.device)
-    atomic_write_text(
-        run_dir / "config.json",
-        json.dumps(
-            {
-                **cfg.to_dict(),
-                "data_path": str(data.path.resolve()),
-                "dataset": data.meta["key"],
-                "protocol": protocol,
-            },
-            indent=2,
-        ),
-    )
-    atomic_write_bytes(run_dir / "vocab.json", (data.path / "vocab.json").read_bytes())
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            run_dir / "config.json",
+            json.dumps(
+                {
+                    **cfg.to_dict(),
+                    "data_path": str(data.path.resolve()),
+                    "dataset": data.meta["key"],
+                    "protocol": protocol,
+                    "processes": dist.world,
+                },
+                indent=2,
+            ),
+        )
+        atomic_write_bytes(run_dir / "vocab.json", (data.path / "vocab.json").read_bytes())
     t0 = time.perf_counter()
 
     def validate(m: SequentialRecommender) -> dict[str, float]:
@@ -251,8 +261,10 @@ def train(
         "device": str(device),
         "versions": {"ssrf": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "processes": dist.world,
     }
-    atomic_write_text(run_dir / "results.json", json.dumps(result, indent=2))
+    if dist.is_main:
+        atomic_write_text(run_dir / "results.json", json.dumps(result, indent=2))
     return result
 
 

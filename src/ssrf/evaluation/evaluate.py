@@ -22,6 +22,7 @@ from ssrf.dataset.batches import input_batch, item_mask
 from ssrf.dataset.sequences import TEST, VALID, Sequences
 from ssrf.evaluation import metrics as M
 from ssrf.models.base import SequentialRecommender
+from ssrf.training import distributed
 
 SPLIT_IDS = {"valid": VALID, "test": TEST}
 
@@ -78,10 +79,18 @@ def evaluate(
     users, ends, starts = seqs.eval_users(sid)
     by_length = np.argsort(np.minimum(ends - starts, max_len), kind="stable")  # batches of similar length
     users, ends, starts = users[by_length], ends[by_length], starts[by_length]  # trim to little padding
+    n_users = len(users)
+    dist = distributed.setup()  # under torchrun each rank evaluates every world-th user; sums are reduced
+    users, ends, starts = (a[dist.rank :: dist.world] for a in (users, ends, starts))
     mask_history = cfg.masking(protocol)
     model.eval()
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
+    names = (["auc"] if cfg.auc else []) + (
+        [f"{m}@{k}" for k in cfg.ks for m in ("hr", "ndcg")] + ["mrr"]
+        if protocol == "loo"
+        else [f"{m}@{k}" for k in cfg.ks for m in ("pre", "rec", "ndcg")]
+    )
+    sums: dict[str, float] = dict.fromkeys(names, 0.0)
+    counts: dict[str, int] = dict.fromkeys(names, 0)
 
     def add(name: str, values: torch.Tensor) -> None:
         ok = ~torch.isnan(values)
@@ -125,8 +134,12 @@ def evaluate(
                 add(f"pre@{k}", pre)
                 add(f"rec@{k}", rec)
                 add(f"ndcg@{k}", set_ndcg_at_k(scores, relevant, k))
+    if dist.active:
+        reduced = dist.sum([sums[k] for k in names] + [float(counts[k]) for k in names])
+        sums = dict(zip(names, reduced[: len(names)], strict=True))
+        counts = {k: int(v) for k, v in zip(names, reduced[len(names) :], strict=True)}
     out = {k: sums[k] / counts[k] if counts[k] else float("nan") for k in sums}
-    out["users"] = float(len(users))
+    out["users"] = float(n_users)
     if cfg.candidates:
         out["candidates"] = float(cfg.candidates)
     return out

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ssrf.dataset.batches import bucket_order, train_batch
+from ssrf.dataset.batches import SeqBatch, bucket_order, train_batch
 from ssrf.dataset.sequences import Sequences
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.registry import save_model
-from ssrf.training import losses
+from ssrf.training import distributed, losses
 from ssrf.training.checkpoint import load_resume, save_resume
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # Adam weight decay (L2)
     patience: int = 3  # stop after this many validations without improvement
     metric: str = "ndcg@10"  # validation metric for early stopping and the best checkpoint
-    max_seconds: float = 0.0  # wall-clock budget: no epoch starts after this many seconds (0: no budget)
+    max_seconds: float = 0.0  # wall-clock budget: no epoch after the first starts past it (0: no budget)
     checkpoint_every: int = 200  # steps between resume checkpoints (0: only at epoch ends)
     seed: int = 0  # all randomness (init, batches, negatives, dropout) derives from it
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:1, ...
@@ -61,9 +63,33 @@ class History:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """`auto`: CUDA when present (this rank's GPU under torchrun), else the CPU."""
+    return distributed.setup().device(name)
+
+
+class Objective(nn.Module):
+    """The training loss as a module's forward, so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: SequentialRecommender, cfg: TrainConfig, log_q: torch.Tensor | None) -> None:
+        super().__init__()
+        self.model, self.cfg, self.log_q = model, cfg, log_q
+
+    def forward(
+        self,
+        batch: SeqBatch,
+        positions: torch.Tensor,
+        targets: torch.Tensor,
+        pos_w: torch.Tensor,
+        negatives: torch.Tensor | None,
+    ) -> torch.Tensor:
+        h = self.model.hidden(batch, positions)
+        if self.cfg.loss == "bce":
+            assert negatives is not None
+            return losses.bce_with_negatives(self.model, h, targets, pos_w, self.cfg.neg_weight, negatives)
+        if self.cfg.loss == "ce":
+            return losses.full_softmax_ce(self.model, h, targets, pos_w)
+        assert negatives is not None and self.log_q is not None
+        return losses.sampled_softmax(self.model, h, targets, pos_w, negatives, self.log_q)
 
 
 def _step_seed(seed: int, epoch: int, step: int) -> int:
@@ -82,8 +108,10 @@ def fit(
 ) -> History:
     """Train with early stopping on `validate(model)[cfg.metric]`; keep the best weights in run_dir/best.
 
-    Resumes from run_dir/resume when it holds a state. `on_step(epoch, step)` runs after every step."""
-    device = resolve_device(cfg.device)
+    Resumes from run_dir/resume when it holds a state. `on_step(epoch, step)` runs after every step.
+    Under torchrun each rank trains on its share of every global batch (see `distributed`); rank 0 writes."""
+    dist = distributed.setup()
+    device = dist.device(cfg.device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     weights = dict(cfg.behavior_weights)
@@ -105,6 +133,10 @@ def fit(
         start_epoch, start_step = counters["epoch"], counters["step"]
         history = History(counters["epochs"], counters["best_epoch"], counters["best_score"], False)
         log.info("resuming at epoch %d, step %d", start_epoch + 1, start_step)
+    objective: nn.Module = Objective(model, cfg, log_q)
+    if dist.active:  # unused parameters (a disabled branch) are allowed
+        ids = [device.index] if device.type == "cuda" else None
+        objective = DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
     amp = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if device.type == "cuda"
@@ -116,56 +148,63 @@ def fit(
         if len(history.epochs) - 1 - history.best_epoch >= cfg.patience and history.best_epoch >= 0:
             history.stopped_early = True
             break
-        if cfg.max_seconds and time.perf_counter() - began >= cfg.max_seconds:
+        if cfg.max_seconds and history.epochs and time.perf_counter() - began >= cfg.max_seconds:
             history.stopped_by_budget = True
             break
         order = bucket_order(lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
         model.train()
         t0, seen, total = time.perf_counter(), 0, 0.0
-        if start_step:
+        if start_step and dist.is_main:  # the saved partial sums are over every rank
             total, seen = counters["partial_loss"], counters["partial_targets"]  # type: ignore[index]
         bar = tqdm(
             total=len(order),
             initial=start_step,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             leave=False,
-            disable=None,
+            disable=None if dist.is_main else True,
             unit="batch",
         )
         for step in range(start_step, len(order)):
             torch.manual_seed(_step_seed(cfg.seed, epoch, step))  # dropout masks
             gen = torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, step) + 1)  # negatives
-            batch = train_batch(seqs, chunks[order[step]], cfg.max_len).trimmed().to(device)
+            rows, real = dist.shard(order[step])
+            batch = train_batch(seqs, chunks[rows], cfg.max_len).trimmed().to(device)
             positions = batch.targets != 0
             targets = batch.targets[positions]
             pos_w = bw[batch.target_behaviors[positions]]
+            if cfg.loss == "bce":
+                negatives = losses.sample_negatives(targets, seqs.n_items, cfg.negatives, gen)
+            elif cfg.loss == "sampled-softmax":
+                assert q_cpu is not None
+                negatives = torch.multinomial(  # drawn on the CPU, where the seeded generator lives
+                    q_cpu, cfg.sampled_negatives, replacement=True, generator=gen
+                ).to(device)
+            else:
+                negatives = None
+            # each rank's mean loss, scaled so DDP's average over ranks is the global batch's mean
+            local = len(targets) if real else 0
+            scale = local * dist.world / dist.sum([float(local)])[0] if dist.active else 1.0
             with amp:
-                h = model.hidden(batch, positions)
-                if cfg.loss == "bce":
-                    neg = losses.sample_negatives(targets, seqs.n_items, cfg.negatives, gen)
-                    loss = losses.bce_with_negatives(model, h, targets, pos_w, cfg.neg_weight, neg)
-                elif cfg.loss == "ce":
-                    loss = losses.full_softmax_ce(model, h, targets, pos_w)
-                else:
-                    assert log_q is not None and q_cpu is not None
-                    neg = torch.multinomial(  # drawn on the CPU, where the seeded generator lives
-                        q_cpu, cfg.sampled_negatives, replacement=True, generator=gen
-                    ).to(device)
-                    loss = losses.sampled_softmax(model, h, targets, pos_w, neg, log_q)
+                loss = objective(batch, positions, targets, pos_w, negatives)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * scale).backward()
             optimizer.step()
-            total += float(loss.detach()) * len(targets)
-            seen += len(targets)
+            total += float(loss.detach()) * local
+            seen += local
             elapsed = time.perf_counter() - t0
             bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", targets_s=f"{seen / max(elapsed, 1e-9):.0f}")
             bar.update()
             done = step + 1
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < len(order):
-                save_resume(resume_dir, model, optimizer, _counters(history, epoch, done, total, seen))
+                part_loss, part_seen = dist.sum([total, float(seen)])
+                if dist.is_main:
+                    state = _counters(history, epoch, done, part_loss, int(part_seen))
+                    save_resume(resume_dir, model, optimizer, state)
             if on_step is not None:
                 on_step(epoch, done)
         bar.close()
+        total, seen = dist.sum([total, float(seen)])  # every rank's share of the epoch
+        seen = int(seen)
         train_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         scores = validate(model)
@@ -179,8 +218,13 @@ def fit(
             **{f"valid_{k}": v for k, v in scores.items()},
         }
         history.epochs.append(row)
-        if scores[cfg.metric] > history.best_score:
+        improved = scores[cfg.metric] > history.best_score  # the same on every rank (metrics are reduced)
+        if improved:
             history.best_score, history.best_epoch = scores[cfg.metric], len(history.epochs) - 1
+        start_step = 0
+        if not dist.is_main:
+            continue
+        if improved:
             save_model(run_dir / "best", model_name, model)
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -192,8 +236,8 @@ def fit(
             scores[cfg.metric],
             row["targets_per_second"],
         )
-        start_step = 0
         save_resume(resume_dir, model, optimizer, _counters(history, epoch + 1, 0, 0.0, 0))
+    dist.barrier()  # rank 0's files are complete before any rank reads them
     return history
 
 

@@ -126,3 +126,22 @@ def test_every_loss_trains_through_the_loop(sample, tmp_path, loss):
     pipeline.train(sample, cfg, tmp_path / loss)
     rows = [json.loads(x) for x in (tmp_path / loss / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["loss"] < 0.9 * rows[0]["loss"], [r["loss"] for r in rows]
+
+
+def test_a_wall_clock_budget_stops_before_the_next_epoch(sample, tmp_path):
+    result = pipeline.train(sample, config(epochs=5, max_seconds=1e-6), tmp_path / "run")
+    assert result["epochs_run"] == 1 and result["stopped_by_budget"]
+    unbounded = pipeline.train(sample, config(epochs=2), tmp_path / "all")
+    assert unbounded["epochs_run"] == 2 and not unbounded["stopped_by_budget"]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("sasrec", {"pre_ln": False, "d": 16}), ("ssrf", {**SMALL, "use_user": False})],
+)
+def test_model_variants_train(sample, tmp_path, name, options):
+    cfg = RunConfig.from_dict(
+        {"model": name, "model_options": options, "train": {"epochs": 1, "batch_size": 16, "loss": "ce"}}
+    )
+    result = pipeline.train(sample, cfg, tmp_path / "run")
+    assert 0.0 < result["test"]["auc"] < 1.0

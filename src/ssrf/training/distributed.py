@@ -1,0 +1,103 @@
+"""Data-parallel training on PyTorch's engine (torch.distributed + DistributedDataParallel).
+
+Launched by `torchrun --nproc-per-node N -m ssrf train ...` (or `ssrf train --nproc N`, which calls torchrun):
+torchrun sets RANK / WORLD_SIZE / LOCAL_RANK, and `setup` joins the process group, NCCL on GPUs and gloo on
+CPUs. Without those variables everything here is a no-op for a single process, so the same code runs on a
+laptop. Each global batch is split across ranks (`shard`); gradients are averaged by DDP, with each rank's
+loss scaled so the result equals the single-process gradient of the same global batch; evaluation shards
+users and sums metrics across ranks; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def device(self, name: str) -> torch.device:
+        """The device of this rank: `auto` is cuda:<local rank> when CUDA is present, else the CPU."""
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(name)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", self.local_rank if self.active else 0)
+        return device
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum over ranks (float64 on the CPU for gloo, on the rank's GPU for NCCL)."""
+        if not self.active:
+            return list(values)
+        device = torch.device("cuda", self.local_rank) if _backend() == "nccl" else torch.device("cpu")
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        torch_dist.all_reduce(t)
+        return t.tolist()
+
+    def broadcast(self, obj: object) -> object:
+        """Rank 0's `obj` on every rank."""
+        if not self.active:
+            return obj
+        box = [obj]
+        torch_dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.active:
+            torch_dist.barrier()
+
+    def shard(self, rows: np.ndarray) -> tuple[np.ndarray, bool]:
+        """This rank's share of a global batch (every world-th row), and whether it is real: a rank left
+        without rows gets the batch's first row to run on, to be weighted 0 (every rank must step)."""
+        if not self.active:
+            return rows, True
+        mine = rows[self.rank :: self.world]
+        return (mine, True) if len(mine) else (rows[:1], False)
+
+
+def _backend() -> str:
+    return str(torch_dist.get_backend()) if torch_dist.is_initialized() else ""
+
+
+def setup() -> Dist:
+    """Join the process group when launched by torchrun (idempotent); the single-process Dist otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not torch_dist.is_initialized():
+        cuda = torch.cuda.is_available() and os.environ.get("SSRF_DIST_BACKEND", "") != "gloo"
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        torch_dist.init_process_group("nccl" if cuda else "gloo")
+    return Dist(rank=rank, world=world, local_rank=local_rank)
+
+
+@contextmanager
+def main_first(dist: Dist) -> Iterator[None]:
+    """Rank 0 runs the body first (say, to build a cache), then the others (which find it built)."""
+    if not dist.is_main:
+        dist.barrier()
+    try:
+        yield
+    finally:  # also when rank 0 fails: the others then run the body and fail the same way
+        if dist.is_main:
+            dist.barrier()
