@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from ssrf.evaluation.evaluate import sample_candidates, set_ndcg_at_k
@@ -29,3 +30,20 @@ def test_set_ndcg_by_hand():
     expected = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
     assert math.isclose(float(set_ndcg_at_k(scores, relevant, 3)), expected, rel_tol=1e-6)
     assert math.isnan(float(set_ndcg_at_k(scores, torch.zeros_like(relevant), 3)))
+
+
+def test_a_score_budget_only_changes_the_batching():
+    """With max_scores below one row of scores, users are scored one at a time; metrics stay the same."""
+    from ssrf import pipeline
+    from ssrf.dataset.prepare import PrepareConfig
+    from ssrf.dataset.sequences import Sequences
+    from ssrf.evaluation.evaluate import EvalConfig, evaluate
+
+    data = pipeline.prepare([pipeline.demo_data_path()], "taobao", PrepareConfig(sample_users=60))
+    seqs = Sequences.build(data)
+    model = pipeline.build_model("sasrec", {"d": 8, "max_len": 10}, seqs).eval()
+    wide = evaluate(model, seqs, "test", "temporal", EvalConfig(), 10)
+    narrow = evaluate(model, seqs, "test", "temporal", EvalConfig(max_scores=seqs.n_items), 10)
+    assert wide.keys() == narrow.keys()
+    for k, v in wide.items():
+        assert narrow[k] == pytest.approx(v, rel=1e-6), k  # float32 sums differ by batch shape
