@@ -31,7 +31,9 @@ SPLIT_IDS = {"valid": VALID, "test": TEST}
 class EvalConfig:
     ks: tuple[int, ...] = (5, 10, 20)  # cut-offs of the top-K metrics
     mask_history: bool | None = None  # mask items seen before the evaluated period; None: on for loo only
-    batch_size: int = 512  # users scored at once
+    batch_size: int = 512  # users scored at once (fewer when the catalogue is large, see max_scores)
+    max_scores: int = 2**25  # bound on users x items scores held at once (float32: 128 MiB), so memory
+    # stays bounded for catalogues of millions of items
     auc: bool = True  # compute the paper's AUC (exact over all never-touched items)
     candidates: int = 0  # 0: rank against every item; N > 0: against N sampled never-touched items only
     seed: int = 0  # seed of the sampled candidates
@@ -98,13 +100,10 @@ def evaluate(
         counts[name] = counts.get(name, 0) + int(ok.sum())
 
     width = seqs.n_items + 1
+    step = max(1, min(cfg.batch_size, cfg.max_scores // width))
     gen = torch.Generator().manual_seed(cfg.seed)
-    for lo in range(0, len(users), cfg.batch_size):
-        u, e, s = (
-            users[lo : lo + cfg.batch_size],
-            ends[lo : lo + cfg.batch_size],
-            starts[lo : lo + cfg.batch_size],
-        )
+    for lo in range(0, len(users), step):
+        u, e, s = users[lo : lo + step], ends[lo : lo + step], starts[lo : lo + step]
         batch = input_batch(seqs, u, s, e, max_len).trimmed().to(device)
         scores = model.score(batch).float()  # [B, N + 1]
         scores[:, 0] = float("-inf")
