@@ -336,6 +336,64 @@ def recommend(
     typer.echo(f"wrote {len(rows)} recommendations for {len(ids)} users to {out}")
 
 
+@app.command("serve")
+def serve(
+    run: Annotated[Path, typer.Option("--run", help="a run folder")],
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    workers: Annotated[int, typer.Option(help="server processes (each loads the run)")] = 1,
+    max_history: Annotated[int, typer.Option(help="events one request's history may carry")] = 1000,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="log each request")] = True,
+) -> None:
+    """Serve recommendations over HTTP: POST /v1/recommend, /v1/recommend/batch; GET /healthz, /v1/model,
+    /docs (FastAPI on uvicorn)."""
+    from ssrf.serving.app import ServeSettings
+    from ssrf.serving.predictor import Predictor
+    from ssrf.serving.server import serve as run_server
+
+    try:
+        predictor = Predictor.load(run)
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(f"serving {predictor.model_name} from {run} on http://{host}:{port} (API docs at /docs)")
+    run_server(predictor, ServeSettings(max_history=max_history), host, port, workers, access_log)
+
+
+@app.command("export")
+def export(
+    run: Annotated[Path, typer.Option("--run", help="a run folder")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="output file (default RUN/model.onnx)")] = None,
+    check_users: Annotated[
+        int, typer.Option(help="real users whose onnxruntime scores are checked against PyTorch's")
+    ] = 32,
+) -> None:
+    """Export the run's scoring function: (user [B], items [B, n], behaviors [B, n]) -> scores [B, N+1]."""
+    from ssrf.serving.export import export_onnx
+    from ssrf.serving.predictor import Predictor
+
+    try:
+        if fmt != "onnx":
+            raise DataError(f"unknown export format {fmt!r}; choose onnx")
+        report = export_onnx(Predictor.load(run), out or run / "model.onnx", check_users=check_users)
+        if report.max_abs_diff is not None and report.max_abs_diff > 1e-4:
+            raise DataError(
+                f"onnxruntime's scores differ from PyTorch's by {report.max_abs_diff:.2e} (> 1e-4)",
+                path=report.path,
+            )
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(
+        f"wrote {report.path} (ONNX opset {report.opset}): user [B], items [B, {report.max_len}], "
+        f"behaviors [B, {report.max_len}] -> scores [B, {report.n_items + 1}]"
+    )
+    if report.max_abs_diff is not None:
+        typer.echo(
+            f"onnxruntime matches PyTorch on {report.checked_users} users: "
+            f"max |difference| {report.max_abs_diff:.1e}"
+        )
+
+
 @app.command("demo")
 def demo(
     root: Root = None,
@@ -365,6 +423,14 @@ def demo(
         f"\ntraining {result['train_seconds']:.1f} s ({result['epochs_run']} epochs, best "
         f"{result['best_epoch']}), test evaluation {result['test_eval_seconds']:.1f} s"
     )
+
+
+@app.command("models")
+def models() -> None:
+    """List the registered model names, one per line."""
+    from ssrf.models import REGISTRY
+
+    typer.echo("\n".join(REGISTRY))
 
 
 def main() -> None:

@@ -1,10 +1,13 @@
 """Model bundles on disk: `model.safetensors` (weights and buffers) + `model.json` (name and config).
 
-No pickle anywhere: loading a bundle runs no code from the file. The serving side needs only this module."""
+No pickle anywhere: loading a bundle runs no code from the file. `model.json` records a BLAKE2b digest of the
+weights, so a weights file changed after saving (corrupted or tampered with) fails to load; bundles written
+before the digest existed load without that check. The serving side needs only this module."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -30,13 +33,21 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def weights_digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "blake2b").hexdigest()
+
+
 def save_model(directory: Path, name: str, model: SequentialRecommender) -> None:
     """Write the bundle atomically (weights first, then the config that points at them)."""
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(dict(model.state_dict()), directory / WEIGHTS)
-    atomic_write_text(
-        directory / CONFIG, json.dumps({"model_name": name, "model_config": model_config(model)}, indent=2)
-    )
+    meta = {
+        "model_name": name,
+        "model_config": model_config(model),
+        "weights_blake2b": weights_digest(directory / WEIGHTS),
+    }
+    atomic_write_text(directory / CONFIG, json.dumps(meta, indent=2))
 
 
 def load_model(
@@ -47,13 +58,20 @@ def load_model(
     try:
         meta = json.loads((directory / CONFIG).read_text())
         name, config = meta["model_name"], meta["model_config"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"unreadable model config: {exc}", path=directory / CONFIG) from None
     try:
         model = build(name, config)
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"invalid model config: {exc}", path=directory / CONFIG) from None
+    expected = meta.get("weights_blake2b")
     try:
+        if expected is not None and weights_digest(directory / WEIGHTS) != expected:
+            raise DataError(
+                "weights differ from the digest recorded in model.json when they were saved "
+                "(the file was corrupted or changed)",
+                path=directory / WEIGHTS,
+            )
         state = load_file(str(directory / WEIGHTS), device=str(device))
     except (OSError, SafetensorError) as exc:
         raise DataError(f"unreadable weights: {exc}", path=directory / WEIGHTS) from None

@@ -1,20 +1,29 @@
 """Top-K recommendation from a run folder: raw user and item ids in, raw item ids out.
 
 Loads only safetensors + JSON (no pickle): the run's best model bundle, its vocabularies, and the prepared
-dataset it was trained on (for each user's stored history and the items' categories)."""
+dataset it was trained on (for each user's stored history and the items' categories).
+
+A request is a `Query`: a known user (scored from their stored history), a history of events (a user the
+model has never seen, scored from those events alone), or both (the events extend the stored history).
+`resolve` turns a query into index arrays, or raises a `DataError` that says what is wrong; `rank` scores
+many resolved queries in one batched forward pass. Anything a query carries that the model cannot use (an
+unknown item, an unknown behaviour) is left out and named in the answer's warnings, never silently."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from ssrf.core import DataError
+from ssrf.core import PAD_ID, DataError
 from ssrf.dataset.artifacts import Prepared
-from ssrf.dataset.batches import input_batch, item_mask
+from ssrf.dataset.batches import SeqBatch, item_mask
 from ssrf.dataset.sequences import Sequences
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.registry import load_model
@@ -27,11 +36,74 @@ class Recommendation:
     category: str | None  # raw id(s) of the item's first context field, ";"-joined when multi-valued
 
 
+@dataclass(frozen=True)
+class Event:
+    item: str  # raw item id
+    behavior: str | None = None  # raw behaviour name; None = the data's most frequent behaviour
+
+
+@dataclass(frozen=True)
+class Query:
+    user: str | None = None  # raw user id; None (or unknown, with a history) = a user the model has not seen
+    history: tuple[Event, ...] = ()  # oldest first, read after the user's stored history
+    k: int = 10  # how many items (at most the catalogue size)
+    include_seen: bool = False  # keep items of the stored history and of `history`
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A query as index arrays: what `rank` scores."""
+
+    user: int  # user index; 0 = not a user the model was trained on
+    items: np.ndarray  # [<= max_len] int64: the last events' items, oldest first
+    behaviors: np.ndarray  # [<= max_len] int64
+    seen: np.ndarray  # items of the whole history (stored + given; repeats allowed)
+    k: int
+    include_seen: bool
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    items: list[Recommendation]  # best first
+    warnings: list[str]  # what the query carried that was left out, and why
+
+
+class UnknownUser(DataError):
+    """Nothing the model knows to score from: an unknown user without a history, or no known user and no
+    known item in the history."""
+
+
+def for_serving(model: SequentialRecommender) -> SequentialRecommender:
+    """Eval mode, and user row 0 of a per-user embedding set to zero: user ids start at 1, so training never
+    touches that row, and a user the model has not seen is then scored without a personal part (P_u = 0)
+    instead of with a random one."""
+    model.eval()
+    emb = getattr(model, "user_emb", None)
+    if isinstance(emb, nn.Embedding):
+        with torch.no_grad():
+            emb.weight[PAD_ID].zero_()
+    return model
+
+
 class Predictor:
-    def __init__(self, model_name: str, model: SequentialRecommender, data: Prepared, device: torch.device):
-        self.model_name, self.model, self.data, self.device = model_name, model.eval(), data, device
+    def __init__(
+        self,
+        model_name: str,
+        model: SequentialRecommender,
+        data: Prepared,
+        device: torch.device,
+        run: dict[str, Any] | None = None,
+    ):
+        self.model_name, self.model, self.data, self.device = model_name, for_serving(model), data, device
+        self.run: dict[str, Any] = run or {}  # {"dir", "config" (config.json), "results" (results.json)}
         self.seqs = Sequences.build(data)
         self.max_len: int = model.cfg.max_len  # type: ignore[attr-defined]
+        self.n_items = data.n_items
+        self._users, self._items = data.vocabs["user"], data.vocabs["item"]
+        self._behaviors = data.vocabs["behavior"]
+        counts = np.bincount(self.seqs.behaviors, minlength=len(self._behaviors))
+        self.default_behavior = int(counts[1:].argmax()) + 1 if len(counts) > 1 else 1
         field = data.fields[0] if data.fields else None
         self._categories: list[str | None] = [None] * (data.n_items + 1)
         if field is not None:
@@ -44,39 +116,143 @@ class Predictor:
         run_dir = Path(run_dir)
         try:
             config = json.loads((run_dir / "config.json").read_text())
-        except (OSError, ValueError) as exc:
+            data_path = config["data_path"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"not a run folder: {exc}", path=run_dir) from None
+        try:
+            results = json.loads((run_dir / "results.json").read_text())
+        except (OSError, ValueError):
+            results = None  # an unfinished run still serves; it has no test metrics
         name, model = load_model(run_dir / "best", device)
-        return cls(name, model, Prepared.load(config["data_path"]), torch.device(device))
+        data = Prepared.load(data_path)
+        if model.n_items != data.n_items:
+            raise DataError(
+                f"the model scores {model.n_items} items but its dataset has {data.n_items}",
+                path=run_dir / "best",
+            )
+        run = {"dir": str(run_dir), "config": config, "results": results}
+        return cls(name, model, data, torch.device(device), run)
 
     def user_index(self, raw_user: str) -> int:
-        u = self.data.vocabs["user"].index(str(raw_user))
-        if u is None or u == 0:
-            raise DataError(f"unknown user {raw_user!r}")
+        u = self._users.index(str(raw_user))
+        if u is None or u == PAD_ID:
+            raise UnknownUser(f"unknown user {raw_user!r}")
         return u
 
+    @property
+    def behaviors(self) -> list[str]:
+        return list(self._behaviors.raw[1:])
+
+    def resolve(self, query: Query) -> Resolved:
+        """Index arrays for a query; a `DataError` (`UnknownUser` for an unknown user with no history) when
+        there is nothing to score from."""
+        if query.k < 1:
+            raise DataError(f"k must be at least 1, got {query.k}")
+        if query.user is None and not query.history:
+            raise DataError("give a user id, a history, or both")
+        warnings: list[str] = []
+        user, stored = PAD_ID, slice(0, 0)
+        if query.user is not None:
+            u = self._users.index(query.user)
+            if u is None or u == PAD_ID:
+                if not query.history:
+                    raise UnknownUser(f"unknown user {query.user!r} and no history to score from")
+                warnings.append(f"unknown user {query.user!r}: scored from the given history alone")
+            else:
+                user, stored = u, slice(int(self.seqs.ptr[u]), int(self.seqs.ptr[u + 1]))
+        items, behaviors = [], []
+        for i, event in enumerate(query.history):
+            item = self._items.index(event.item)
+            if item is None or item == PAD_ID:
+                warnings.append(f"history[{i}]: unknown item {event.item!r} ignored")
+                continue
+            behavior = self.default_behavior
+            if event.behavior is not None:
+                b = self._behaviors.index(event.behavior)
+                if b is None or b == PAD_ID:
+                    fallback = self._behaviors.raw[self.default_behavior]
+                    warnings.append(
+                        f"history[{i}]: unknown behavior {event.behavior!r} ignored (read as {fallback!r})"
+                    )
+                else:
+                    behavior = b
+            items.append(item)
+            behaviors.append(behavior)
+        if user == PAD_ID and not items:
+            raise UnknownUser("nothing to score from: no known user and no known item in the history")
+        all_items = np.concatenate((self.seqs.items[stored], np.asarray(items, dtype=np.int64)))
+        all_behaviors = np.concatenate((self.seqs.behaviors[stored], np.asarray(behaviors, dtype=np.int64)))
+        return Resolved(
+            user=user,
+            items=all_items[-self.max_len :],
+            behaviors=all_behaviors[-self.max_len :],
+            seen=all_items,  # (np.unique costs more than masking a repeated column twice)
+            k=min(query.k, self.n_items),
+            include_seen=query.include_seen,
+            warnings=tuple(warnings),
+        )
+
+    def inputs(self, resolved: Sequence[Resolved]) -> SeqBatch:
+        """The model's input for resolved queries: [B] users and [B, max_len] left-padded sequences."""
+        n = self.max_len
+        items = np.zeros((len(resolved), n), dtype=np.int64)
+        behaviors = np.zeros_like(items)
+        for row, r in enumerate(resolved):
+            items[row, n - len(r.items) :] = r.items
+            behaviors[row, n - len(r.behaviors) :] = r.behaviors
+        users = np.array([r.user for r in resolved], dtype=np.int64)
+        return SeqBatch(
+            user=torch.from_numpy(users), items=torch.from_numpy(items), behaviors=torch.from_numpy(behaviors)
+        )
+
+    def rank(self, resolved: Sequence[Resolved]) -> list[list[Recommendation]]:
+        """The top-k items of each resolved query, best first. Queries are scored in batches of similar
+        history length (up to 8, 16, 32, ... events; from 16 queries on), each padded only to its own
+        longest: one short history batched with a long one would otherwise cost as much as the long one."""
+        if len(resolved) < 16:  # a small batch is cheaper in one pass than split
+            return self._rank(resolved)
+        lengths = np.array([max(len(r.items), 1) for r in resolved], dtype=np.int64)
+        buckets = np.maximum(8, 1 << np.ceil(np.log2(lengths)).astype(np.int64))
+        out: list[list[Recommendation]] = [[] for _ in resolved]
+        for b in np.unique(buckets):
+            rows = np.flatnonzero(buckets == b)
+            for row, recs in zip(rows, self._rank([resolved[i] for i in rows]), strict=True):
+                out[row] = recs
+        return out
+
     @torch.inference_mode()
+    def _rank(self, resolved: Sequence[Resolved]) -> list[list[Recommendation]]:
+        """`rank` for one batch: one forward pass."""
+        if not resolved:
+            return []
+        batch = self.inputs(resolved).trimmed().to(self.device)
+        scores = self.model.score(batch).float()  # [B, N + 1]
+        scores[:, PAD_ID] = float("-inf")
+        masked = [np.empty(0, dtype=np.int64) if r.include_seen else r.seen for r in resolved]
+        scores.masked_fill_(item_mask(masked, scores.shape[1], scores.device), float("-inf"))  # no copy
+        top = scores.topk(max(r.k for r in resolved), dim=1)
+        values, indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
+        raw_items = self._items.raw
+        return [
+            [
+                Recommendation(raw_items[i], s, self._categories[i])
+                for s, i in zip(vals[: r.k], idx[: r.k], strict=True)
+                if s != float("-inf")
+            ]
+            for r, vals, idx in zip(resolved, values, indices, strict=True)
+        ]
+
+    def answer(self, queries: Sequence[Query]) -> list[Answer]:
+        """Resolve and rank queries (a `DataError` for the first that cannot be scored)."""
+        resolved = [self.resolve(q) for q in queries]
+        return [Answer(recs, list(r.warnings)) for r, recs in zip(resolved, self.rank(resolved), strict=True)]
+
     def recommend(
         self, raw_users: list[str], k: int = 10, include_seen: bool = False
     ) -> list[list[Recommendation]]:
         """The top-k items for each user from their whole stored history (best first)."""
-        if not 1 <= k <= self.data.n_items:
-            raise DataError(f"k must be between 1 and {self.data.n_items}, got {k}")
-        users = np.array([self.user_index(u) for u in raw_users], dtype=np.int64)
-        starts, ends = self.seqs.ptr[users], self.seqs.ptr[users + 1]
-        batch = input_batch(self.seqs, users, starts, ends, self.max_len).trimmed().to(self.device)
-        scores = self.model.score(batch).float()
-        scores[:, 0] = float("-inf")
-        if not include_seen:
-            seen = item_mask(self.seqs.all_items(users), scores.shape[1], scores.device)
-            scores = scores.masked_fill(seen, float("-inf"))
-        top = scores.topk(k, dim=1)
-        raw_items = self.data.vocabs["item"].raw
-        return [
-            [
-                Recommendation(raw_items[i], float(s), self._categories[i])
-                for s, i in zip(vals.tolist(), idx.tolist(), strict=True)
-                if s != float("-inf")
-            ]
-            for vals, idx in zip(top.values, top.indices, strict=True)
-        ]
+        if not 1 <= k <= self.n_items:
+            raise DataError(f"k must be between 1 and {self.n_items}, got {k}")
+        for u in raw_users:
+            self.user_index(u)
+        return [a.items for a in self.answer([Query(str(u), (), k, include_seen) for u in raw_users])]
