@@ -31,7 +31,18 @@ def prepared(tmp_path_factory):
 
 def _train(data_path, out, nproc: int, epochs: int, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "ssrf", "train", "--data", str(data_path), "--model", "sasrec"]
-    cmd += ["--loss", "ce", "--epochs", str(epochs), "--device", "cpu", "--out", str(out), "--nproc", str(nproc)]
+    cmd += [
+        "--loss",
+        "ce",
+        "--epochs",
+        str(epochs),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--nproc",
+        str(nproc),
+    ]
     for s in SETS:
         cmd += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SSRF_DIST_BACKEND": "gloo"}
@@ -61,7 +72,9 @@ def test_two_processes_match_one(prepared, tmp_path):
         assert r1["test"][k] == pytest.approx(r2["test"][k], abs=1e-3)
     w1, w2 = (load_file(str(r / "best" / "model.safetensors")) for r in (one, two))
     assert w1.keys() == w2.keys()
-    for k in w1:  # Adam divides by sqrt(v): gradients that differ in the last bits move near-zero weights most
+    for (
+        k
+    ) in w1:  # Adam divides by sqrt(v): gradients that differ in the last bits move near-zero weights most
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-3, atol=1e-3)
 
 

@@ -8,6 +8,13 @@ from typing import Any
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.caser import Caser, CaserConfig
 from ssrf.models.cosrec import CosRec, CosRecConfig
+from ssrf.models.ctr.autoint import AutoInt, AutoIntConfig
+from ssrf.models.ctr.dcn import DCN, DCNConfig
+from ssrf.models.ctr.deepfm import DeepFM, DeepFMConfig
+from ssrf.models.ctr.din import DIN, DINConfig
+from ssrf.models.ctr.fm import FM, FMConfig
+from ssrf.models.ctr.nfm import NFM, NFMConfig
+from ssrf.models.ctr.wide_deep import WideDeep, WideDeepConfig
 from ssrf.models.fdsa import FDSA, FDSAConfig
 from ssrf.models.gru4rec import GRU4Rec, GRU4RecConfig
 from ssrf.models.pop import Pop, PopConfig
@@ -24,6 +31,13 @@ REGISTRY: dict[str, tuple[type[SequentialRecommender], type, dict[str, Any]]] = 
     "caser": (Caser, CaserConfig, {}),  # Tang & Wang 2018
     "cosrec": (CosRec, CosRecConfig, {}),  # Yan et al. 2019
     "fdsa": (FDSA, FDSAConfig, {}),  # Zhang et al. 2019
+    "fm": (FM, FMConfig, {}),  # Rendle 2010
+    "wide_deep": (WideDeep, WideDeepConfig, {}),  # Cheng et al. 2016
+    "nfm": (NFM, NFMConfig, {}),  # He & Chua 2017
+    "deepfm": (DeepFM, DeepFMConfig, {}),  # Guo et al. 2017
+    "dcn": (DCN, DCNConfig, {}),  # Wang et al. 2017
+    "din": (DIN, DINConfig, {}),  # Zhou et al. 2018
+    "autoint": (AutoInt, AutoIntConfig, {}),  # Song et al. 2019
 }
 
 

@@ -28,6 +28,11 @@ class SequentialRecommender(nn.Module):
         `items` is None, else [T, C] for the candidate ids `items` [T, C]."""
         raise NotImplementedError
 
+    def output_shared(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """[T, C] scores of candidates `items` [C] shared by every row (sampled softmax's negatives). The
+        default goes through `output` per row; dot-product models override it with one matrix product."""
+        return self.output(h, items[None, :].expand(h.shape[0], -1))
+
     def encode(self, batch: SeqBatch) -> torch.Tensor:  # [B, D]
         return self.hidden(batch, None)
 

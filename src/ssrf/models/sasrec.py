@@ -71,6 +71,9 @@ class SASRec(SequentialRecommender):
         x = self.final_ln(x)
         return x[:, -1] if positions is None else x[positions]  # [B, D] or [T, D]
 
+    def output_shared(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return h @ self.item_emb(items).T  # [T, C]
+
     def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         if items is None:
             return h @ self.item_emb.weight.T  # [T, N + 1]

@@ -127,6 +127,9 @@ class SSRF(SequentialRecommender):
             p_u = torch.zeros_like(p_u)
         return torch.cat((o_cf, p_u), dim=-1)  # [T, 2D]
 
+    def output_shared(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return h @ self.output_table(items).T + self.out.bias(items).T  # [T, C]
+
     def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         rows = None if self.out.rows is not None else self.output_table(items)
         return self.out(h, items, rows)  # eq. 12: [T, N + 1] or [T, C]

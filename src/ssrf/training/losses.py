@@ -57,7 +57,7 @@ def sampled_softmax(
     """Softmax over the target and negatives shared by the batch, drawn from a proposal Q, with the logQ
     correction (logit - log Q(item)); a negative equal to a row's target is masked out."""
     pos = model.output(h, targets[:, None]).float()[:, 0] - log_q[targets]  # [T]
-    neg = model.output(h, negatives[None, :].expand(h.shape[0], -1)).float() - log_q[negatives][None, :]
+    neg = model.output_shared(h, negatives).float() - log_q[negatives][None, :]
     neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))  # [T, S]
     logits = torch.cat((pos[:, None], neg), dim=1)
     loss = -F.log_softmax(logits, dim=1)[:, 0]

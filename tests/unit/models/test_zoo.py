@@ -30,6 +30,14 @@ def test_candidate_scores_equal_full_scores(name):
 
 
 @pytest.mark.parametrize("name", REGISTRY, ids=str)
+def test_shared_candidate_scores_equal_full_scores(name):
+    m, b = make(name), batch()
+    full = m.score(b)
+    shared = torch.tensor([4, 1, 30, 4])
+    torch.testing.assert_close(m.output_shared(m.encode(b), shared), full[:, shared])
+
+
+@pytest.mark.parametrize("name", REGISTRY, ids=str)
 def test_a_position_never_sees_later_positions(name):
     """The representation at position t is unchanged when anything after t changes: a target (the item at
     t + 1) cannot influence its own score."""
@@ -76,3 +84,14 @@ def test_gradients_reach_the_embeddings(name):
     for extra in ("user_emb", "behavior_emb"):
         if hasattr(m, extra):
             assert getattr(m, extra).weight.grad.abs().sum() > 0, extra
+
+
+def test_the_models_command_lists_the_registry():
+    from typer.testing import CliRunner
+
+    from ssrf.cli import app
+
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == list(REGISTRY)
+    assert {"fm", "wide_deep", "nfm", "deepfm", "dcn", "din", "autoint"} <= set(REGISTRY)

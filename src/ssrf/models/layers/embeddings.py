@@ -71,4 +71,5 @@ def init_weights(m: nn.Module) -> None:
             nn.init.zeros_(m.weight[m.padding_idx])
     elif isinstance(m, nn.Linear):
         nn.init.xavier_uniform_(m.weight)
-        nn.init.zeros_(m.bias)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
