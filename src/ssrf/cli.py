@@ -425,6 +425,51 @@ def demo(
     )
 
 
+@app.command("reproduce")
+def reproduce(
+    out: Annotated[
+        Path, typer.Option(help="report folder (REPORT.md, CSVs, PNGs; runs under OUT/runs)")
+    ] = Path("reports/reproduction"),
+    budget: Annotated[
+        float, typer.Option(help="minutes the plan may take on this 2-core machine (it picks epochs, sweeps)")
+    ] = 60.0,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="the smoke plan: every section in about 5 minutes")
+    ] = False,
+    runs: Annotated[
+        Path | None, typer.Option(help="run folders (default OUT/runs); finished runs are reused")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="the shared data folder (default ../shared/data)")
+    ] = None,
+    root: Root = None,
+) -> None:
+    """Reproduce the paper's experiments (Tables I-II, figures 2-5, Beauty, a verdict per claim): a report.
+
+    Runs are content-addressed, so running the same command again continues an interrupted reproduction."""
+    from ssrf.reproduce import reproduce as run_reproduction
+
+    logging.getLogger("ssrf.training").setLevel(logging.WARNING)  # the progress bar says where it is
+    try:
+        summary = run_reproduction(
+            out,
+            budget,
+            quick,
+            runs_dir=runs,
+            data_root=data_root,
+            cache_dir=root,
+            command=" ".join(["ssrf", *sys.argv[1:]]),
+        )
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(
+        f"wrote {summary.report} (plan {summary.plan.name}: {summary.trained} runs trained, "
+        f"{summary.reused} reused, {summary.wall_seconds / 60:.1f} min)"
+    )
+    if summary.missing_models:
+        typer.echo("models of the paper not in the registry: " + ", ".join(summary.missing_models))
+
+
 @app.command("models")
 def models() -> None:
     """List the registered model names, one per line."""

@@ -4,6 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+MODEL_NAMES = {  # registry name -> the name papers use
+    "fm": "FM",
+    "wide_deep": "Wide&Deep",
+    "nfm": "NFM",
+    "deepfm": "DeepFM",
+    "dcn": "DCN",
+    "din": "DIN",
+    "autoint": "AutoInt",
+    "ssrf": "SSRF",
+    "ssrf-uc": "SSRF-UC",
+    "ssrf-o": "SSRF-O",
+    "sasrec": "SASRec",
+    "pop": "Pop",
+    "gru4rec": "GRU4Rec",
+    "caser": "Caser",
+    "cosrec": "CosRec",
+    "fdsa": "FDSA",
+}
+
+
+def model_name(model: str) -> str:
+    return MODEL_NAMES.get(model, model)
+
 
 def markdown(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub-flavoured markdown table; floats printed with 4 decimals."""
