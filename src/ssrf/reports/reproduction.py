@@ -26,6 +26,7 @@ from ssrf.reports.tables import model_name as name
 
 BASE = "fm"  # the paper's RelaImpr base
 CLAIMED_GAIN = ref.PAPER_CLAIMED_AUC_GAIN
+CALLS = "calls.jsonl"  # the ledger of calls that `ssrf.reproduce` keeps in the report folder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -446,9 +447,14 @@ def write_report(out: Path, ctx: ReportContext) -> Path:
         ],
         "runs.csv": runs,
         "wall_times.csv": [
-            {"part": k, "wall_seconds_this_call": v} for k, v in ctx.provenance["part_wall_seconds"].items()
-        ]
-        + [{"part": p, "compute_seconds_recorded_in_runs": s} for p, s in _recorded_seconds(ctx).items()],
+            {
+                "part": k,
+                "wall_seconds_all_calls": _all_calls_wall(ctx.provenance).get(k, 0.0),
+                "wall_seconds_this_call": ctx.provenance["part_wall_seconds"].get(k, 0.0),
+                "compute_seconds_recorded_in_runs": _recorded_seconds(ctx).get(k, 0.0),
+            }
+            for k in dict.fromkeys([*ctx.provenance["part_wall_seconds"], *_recorded_seconds(ctx)])
+        ],
     }
     for fname, rows in csvs.items():
         write_csv(out / fname, rows)
@@ -528,6 +534,47 @@ def config_deltas(configs: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], d
     return base, deltas
 
 
+def _still_improving(ctx: ReportContext, cap: int) -> str:
+    """How many temporal runs ended at the epoch cap with their best epoch last (still improving)."""
+    seen, total, capped = set(), {}, {}
+    for r in ctx.runs:
+        if r.run_id in seen or r.part == "beauty":
+            continue
+        seen.add(r.run_id)
+        family = "SSRF and its ablations" if r.model.startswith("ssrf") else "the baselines"
+        total[family] = total.get(family, 0) + 1
+        res = r.result
+        if res["epochs_run"] >= cap and res["best_epoch"] == res["epochs_run"]:
+            capped[family] = capped.get(family, 0) + 1
+    parts = [f"{capped.get(f, 0)} of {n} runs of {f}" for f, n in total.items()]
+    return (
+        "Still improving when the cap stopped them (best epoch = last epoch = cap): "
+        + "; ".join(parts)
+        + ". More epochs would move those numbers, not the others."
+    )
+
+
+def _load_text(calls: list[dict[str, Any]], threads: int) -> str:
+    working = [c for c in calls if c["runs_trained"]]
+    if not working:
+        return ""
+    loads = [x for c in working for x in (c["load_1m_at_start"], c["load_1m_at_end"]) if x is not None]
+    text = "1-minute load average while training: " + ", ".join(
+        f"{c['load_1m_at_start']} at the start and {c['load_1m_at_end']} at the end" for c in working
+    )
+    if loads and max(loads) > threads + 0.5:
+        text += " (other jobs shared the 2 cores, so the wall times are upper bounds for an idle machine)"
+    return text + "."
+
+
+def _all_calls_wall(prov: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for c in prov.get("calls", []):
+        for k, v in c["part_wall_seconds"].items():
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
+
+
 def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
@@ -544,12 +591,15 @@ def _wall_text(prov: dict[str, Any]) -> str:
 
 
 def _calls_markdown(calls: list[dict[str, Any]]) -> list[str]:
-    """Every call of `ssrf reproduce` that wrote into this report folder (an interrupted one included)."""
+    """Every call of `ssrf reproduce` that trained runs into this report folder (an interrupted one
+    included); calls that only rewrote the report are counted."""
     if not calls:
         return []
     total = sum(float(c["wall_seconds"]) for c in calls)
+    shown = [c for c in calls if c["runs_trained"] or not c["completed"]] or calls[-1:]
+    rewrites = len(calls) - len(shown)
     return [
-        "Calls that wrote this report folder (runs trained by an earlier call are reused by a later one; "
+        "Calls that trained runs into this report folder (a later call reuses what an earlier one trained; "
         f"wall time over all calls {total / 60:.1f} min):",
         "",
         markdown(
@@ -576,10 +626,19 @@ def _calls_markdown(calls: list[dict[str, Any]]) -> list[str]:
                     f"{c['load_1m_at_start']} / {c['load_1m_at_end']}",
                     c["OMP_NUM_THREADS"],
                 ]
-                for c in calls
+                for c in shown
             ],
         ),
         "",
+        *(
+            [
+                f"{_n(rewrites, 'later call')} trained nothing and only rewrote the report "
+                f"(`{CALLS}` lists all).",
+                "",
+            ]
+            if rewrites
+            else []
+        ),
     ]
 
 
@@ -615,7 +674,7 @@ def _markdown(
     lines: list[str] = ["# Reproducing SSRF (Yu & Tian): the paper's experiments on real data", ""]
     if prov.get("quick"):
         lines += [
-            "> **Quick plan (smoke test).** One or two epochs and two seeds: the numbers below exercise the "
+            "> **Quick plan (smoke test).** One epoch per run and two seeds: the numbers below exercise the "
             "pipeline and the report, and support no conclusion about the paper.",
             "",
         ]
@@ -631,8 +690,15 @@ def _markdown(
         "## Summary",
         "",
         markdown(
-            ["claim of the paper", "verdict from our numbers"],
-            [[c.claim, f"**{c.verdict}**"] for c in verdicts],
+            ["claim of the paper", "datasets: holds / unclear / fails", "verdict from our numbers"],
+            [
+                [
+                    c.claim,
+                    " / ".join(str(c.outcomes.count(o)) for o in ("holds", "unclear", "fails")),
+                    f"**{c.verdict}**",
+                ]
+                for c in verdicts
+            ],
         ),
         "",
     ]
@@ -841,7 +907,7 @@ def _markdown(
                 "NDCG@10 (this run)",
                 "HR@20 (this run)",
                 "MRR (this run)",
-                "s/epoch (this run)",
+                "training s/epoch (this run)",
                 "GPU sweep: HR@10 / NDCG@10",
                 "published: HR@10 / NDCG@10",
             ],
@@ -878,8 +944,8 @@ def _markdown(
     lines += [
         "Caveats that apply to every verdict: the samples are far smaller than the paper's (Table I); "
         "Retailrocket has no category context here; Retailrocket and Diginetica have only a few dozen test "
-        f"users; every run is capped at {_n(p['epochs'], 'epoch')} on a shared 2-core CPU (see `epochs "
-        "run`: a run whose best epoch is its last was still improving).",
+        f"users; every run is capped at {_n(p['epochs'], 'epoch')} on a shared 2-core CPU. "
+        + _still_improving(ctx, p["epochs"]),
         "",
     ]
     # ---- provenance
@@ -898,23 +964,25 @@ def _markdown(
         "- Every run's full config (`[train]`, `[eval]`, `[data]`; model options at their defaults) is in "
         "`provenance.json` (`base_config`, and per run `run_config_changes`) and in its run folder's "
         "`config.json`; runs are named `<dataset>-<model>-s<seed>-<hash of data key and config>` under "
-        f"`{prov['runs_dir']}`; [runs.csv](runs.csv) lists every run with its test metrics.",
+        f"`{prov['runs_dir']}` beside this report when it was written (they hold model weights, so copies "
+        "of the report leave them out; the same command recreates them); [runs.csv](runs.csv) lists every "
+        "run with its test metrics.",
         f"- Versions: Python {v['python']}, ssrf {v['ssrf']}, torch {v['torch']}, numpy {v['numpy']}, "
         f"polars {v['polars']}, matplotlib {v['matplotlib']}.",
         f"- Machine: {m['platform']} ({m['processor']}), {m['cpus']} CPUs, torch threads "
-        f"{m['torch_threads']} (OMP_NUM_THREADS={m['OMP_NUM_THREADS']}), GPU {m['cuda']}; 1-minute load "
-        f"average {m['load_1m_at_start']} at the start and {m['load_1m_at_end']} at the end (above the "
-        "thread count: other jobs shared the CPUs, so wall times are upper bounds for an idle machine).",
+        f"{m['torch_threads']} (OMP_NUM_THREADS={m['OMP_NUM_THREADS']}), GPU {m['cuda']}. "
+        + _load_text(prov.get("calls", []), int(m["torch_threads"])),
         "- Data: "
         + "; ".join(
             f"{k}: {', '.join(d.files)} (prepared `{d.meta['key']}`)" for k, d in ctx.datasets.items()
         ),
         "",
         markdown(
-            ["part", "wall s (this call)", "training + test s recorded in its runs"],
+            ["part", "wall s (all calls)", "wall s (this call)", "training + test s recorded in its runs"],
             [
                 [
                     k,
+                    f"{_all_calls_wall(prov).get(k, 0.0):.1f}",
                     f"{prov['part_wall_seconds'].get(k, 0.0):.1f}",
                     f"{_recorded_seconds(ctx).get(k, 0.0):.1f}",
                 ]
@@ -927,7 +995,7 @@ def _markdown(
         "here but keep their recorded seconds.",
         "",
         *_calls_markdown(prov.get("calls", [])),
-        "Files: " + ", ".join(f"[{n}]({n})" for n in [*csv_names, *png_names, "provenance.json"]),
+        "Files: " + ", ".join(f"[{n}]({n})" for n in [*csv_names, *png_names, "provenance.json", CALLS]),
         "",
     ]
     return "\n".join(lines)
