@@ -73,6 +73,37 @@ CONFIGS["fdsa-ce-lr2e-3"] = ("fdsa", "ce", ["train.lr=2e-3"])
 ROUND2 = [n for n in CONFIGS if n.startswith("ssrf-ce-tie-") and "d05" not in n] + [
     "ssrf-ce-free", "ssrf-uc-ce-tie", "ssrf-o-ce-tie", "sasrec-ce-lr2e-3", "fdsa-ce-lr2e-3"
 ]  # fmt: skip
+# Round 3: round 2's three helpful changes together (the CNN branch's fc dropout 0.8, no user embedding,
+# weight decay 1e-4), then one more change at a time; the attention branch alone as a diagnostic; SASRec
+# over 3 seeds.
+FC8 = ["model_options.fc_dropout=0.8"]
+NOUSER, WD4 = ["model_options.use_user=false"], ["train.weight_decay=1e-4"]
+ROUND3: list[str] = []
+for _name, _sets in {
+    "tie-fcdrop08-nouser": TIE + FC8 + NOUSER,
+    "tie-fcdrop08-nouser-wd1e-4": TIE + FC8 + NOUSER + WD4,
+    "tie-fcdrop08-nouser-lr2e-3": TIE + FC8 + NOUSER + ["train.lr=2e-3"],
+    "tie-fcdrop08-nouser-wd1e-4-lr2e-3": TIE + FC8 + NOUSER + WD4 + ["train.lr=2e-3"],
+    "tie-fcdrop09-nouser-wd1e-4": [*TIE, "model_options.fc_dropout=0.9", *NOUSER, *WD4],
+    "tie-fcdrop08-nouser-wd1e-4-cnnin02": TIE + FC8 + NOUSER + WD4 + ["model_options.cnn_input_dropout=0.2"],
+    "tie-fcdrop08-nouser-wd1e-4-cnnin05-d05": TIE
+    + FC8
+    + NOUSER
+    + WD4
+    + ["model_options.cnn_input_dropout=0.5", "model_options.dropout=0.5"],
+    "tie-fcdrop08-nouser-wd1e-4-d05": TIE + FC8 + NOUSER + WD4 + ["model_options.dropout=0.5"],
+    "tie-fcdrop08-nouser-wd1e-4-b64": TIE + FC8 + NOUSER + WD4 + ["train.batch_size=64"],
+    "free-fcdrop08-nouser-wd1e-4": FC8 + NOUSER + WD4,
+    "tie-fcdrop08-wd1e-4": TIE + FC8 + WD4,
+    "tie-fcdrop08-userdrop05-wd1e-4": TIE + FC8 + WD4 + ["model_options.user_dropout=0.5"],
+    "tie-nocnn-nouser-diagnostic": TIE + NOUSER + ["model_options.use_cnn=false"],
+}.items():
+    CONFIGS[f"ssrf-ce-{_name}"] = ("ssrf", "ce", _sets)
+    ROUND3.append(f"ssrf-ce-{_name}")
+for _seed in (0, 1, 2):
+    CONFIGS[f"sasrec-ce-lr2e-3-s{_seed}"] = ("sasrec", "ce", ["train.lr=2e-3", f"train.seed={_seed}"])
+    ROUND3.append(f"sasrec-ce-lr2e-3-s{_seed}")
+ROUNDS = {"round2": ROUND2, "round3": ROUND3}
 
 
 def main() -> None:
@@ -82,14 +113,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--only", default="", help="configuration names (a,b,...) or round2; default all")
+    ap.add_argument("--only", default="", help="configuration names (a,b,...), round2 or round3; default all")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "beauty_sweep")
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
 
     names = [n for n in args.only.split(",") if n] or list(CONFIGS)
-    if args.only == "round2":
-        names = ROUND2
+    if args.only in ROUNDS:
+        names = ROUNDS[args.only]
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         sys.exit(f"unknown configuration(s): {', '.join(unknown)}; known: {', '.join(CONFIGS)}")

@@ -15,8 +15,11 @@ Ablations (3.7): `use_context=False` is SSRF-UC (tokens carry the item alone, d 
 `pairwise=False` is SSRF-O (the CNN sees the plain L x d matrix, 1-D convolutions).
 Departures, each an option beside the default: `pre_ln` (pre-LayerNorm blocks), `tie_output` (W' built
 from the input item table and the item's context fields, so an item's output row shares what its input row
-learns), `use_user=False` (no user embedding: P_u = 0). Every position of a sequence is scored in one
-pass: attention is causal and the CNN window of position t ends at t.
+learns), `use_user=False` (no user embedding: P_u = 0), `user_dropout` (dropout on P_u),
+`cnn_input_dropout` (dropout on the item embeddings the CNN sees, as the attention tokens have), and
+`use_cnn=False` (a diagnostic, not a model of the paper: the attention branch alone, T dropped from the
+fusion). Every position of a sequence is scored in one pass: attention is causal and the CNN window of
+position t ends at t.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class SSRFConfig:
     pre_ln: bool = False  # beyond the paper: pre-LayerNorm attention blocks
     tie_output: bool = False  # beyond the paper: W'_i = [E_I(i) ; i's context-field embedding], no free table
     use_user: bool = True  # False (beyond the paper): P_u = 0, the sequence alone scores the items
+    user_dropout: float = 0.0  # beyond the paper: dropout on P_u
+    cnn_input_dropout: float = 0.0  # beyond the paper: dropout on the CNN window's item embeddings
+    use_cnn: bool = True  # False: diagnostic only (no CNN branch; W in R^{2d x d}); not an SSRF variant
 
 
 class SSRF(SequentialRecommender):
@@ -73,8 +79,10 @@ class SSRF(SequentialRecommender):
             SelfAttentionBlock(width, cfg.heads, cfg.dropout, cfg.pre_ln) for _ in range(cfg.blocks)
         )
         self.final_ln = nn.LayerNorm(width) if cfg.pre_ln else nn.Identity()
-        self.cnn = PairwiseCNN(d, cfg.window, cfg.conv_channels, cfg.fc_dropout, cfg.pairwise)
-        self.fuse = nn.Linear(d + width, d)  # W in R^{3d x d} (2d x d for SSRF-UC)
+        cnn = PairwiseCNN(d, cfg.window, cfg.conv_channels, cfg.fc_dropout, cfg.pairwise)
+        self.cnn = cnn if cfg.use_cnn else None
+        self.cnn_drop, self.user_drop = nn.Dropout(cfg.cnn_input_dropout), nn.Dropout(cfg.user_dropout)
+        self.fuse = nn.Linear((d if cfg.use_cnn else 0) + width, d)  # W in R^{3d x d} (2d x d for SSRF-UC)
         self.out = ItemOutput(cfg.n_items, 2 * d, free_rows=not cfg.tie_output)  # W', b'
         self.apply(init_weights)
         nn.init.zeros_(self.out.bias.weight)
@@ -120,9 +128,12 @@ class SSRF(SequentialRecommender):
     def hidden(self, batch: SeqBatch, positions: torch.Tensor | None = None) -> torch.Tensor:
         positions = last_position(batch.items) if positions is None else positions
         o_f = self.attention(batch)[positions]  # [T, W]
-        t = self.cnn(self.item_emb(recent_windows(batch.items, positions, self.cfg.window)))  # [T, D]
-        o_cf = self.fuse(torch.cat((t, o_f), dim=-1))  # eq. 11
-        p_u = self.user_emb(per_position(batch.user, positions))
+        if self.cnn is not None:
+            window = self.item_emb(recent_windows(batch.items, positions, self.cfg.window))  # [T, L, D]
+            t = self.cnn(self.cnn_drop(window))  # [T, D]
+            o_f = torch.cat((t, o_f), dim=-1)
+        o_cf = self.fuse(o_f)  # eq. 11
+        p_u = self.user_drop(self.user_emb(per_position(batch.user, positions)))
         if not self.cfg.use_user:
             p_u = torch.zeros_like(p_u)
         return torch.cat((o_cf, p_u), dim=-1)  # [T, 2D]

@@ -57,3 +57,42 @@ def test_dimensions_follow_the_paper():
     assert make("ssrf-uc", d=16).fuse.in_features == 2 * 16  # no context: 2d x d
     with pytest.raises(KeyError):
         build("ssrf", {**COUNTS, "dd": 3})
+
+
+OPTIONS = [
+    {"use_cnn": False},
+    {"cnn_input_dropout": 0.3, "user_dropout": 0.3, "fc_dropout": 0.8},
+    {"use_user": False, "tie_output": True},
+]
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=str)
+def test_options_keep_causality_and_padding_invariance(opts):
+    m, b = make("ssrf", **opts), batch()
+    pos = torch.zeros_like(b.items, dtype=torch.bool)
+    pos[:, 5] = True
+    items = b.items.clone()
+    items[:, 6:] = torch.tensor([[11, 12], [13, 14], [15, 16]])
+    later = SeqBatch(user=b.user, items=items, behaviors=b.behaviors)
+    torch.testing.assert_close(m.hidden(b, pos), m.hidden(later, pos))
+    short = SeqBatch(user=b.user[2:], items=b.items[2:], behaviors=b.behaviors[2:])
+    torch.testing.assert_close(m.score(short), m.score(short.trimmed()))
+
+
+def test_without_the_cnn_only_the_attention_branch_is_fused():
+    m = make("ssrf", d=16, use_cnn=False)
+    assert m.cnn is None and m.fuse.in_features == 2 * 16
+    b = batch()
+    last = m.attention(b)[:, -1]  # O_f of the last position
+    torch.testing.assert_close(m.hidden(b)[:, :16], m.fuse(last))
+
+
+def test_input_and_user_dropout_act_in_training_only():
+    m, b = make("ssrf", cnn_input_dropout=0.5, user_dropout=0.5), batch()
+    torch.testing.assert_close(m.score(b), m.score(b))  # eval: deterministic
+    m.train()
+    torch.manual_seed(0)
+    first = m.hidden(b)
+    torch.manual_seed(1)
+    assert not torch.allclose(first[:, m.cfg.d :], m.hidden(b)[:, m.cfg.d :])  # P_u half differs
+    assert m.user_drop.p == 0.5 and m.cnn_drop.p == 0.5
