@@ -3,11 +3,14 @@ mean +- std over seeds, with training and per-epoch time. Ends with one JSON lin
 
     .venv/bin/python benchmarks/beauty.py --model ssrf --seeds 3
     .venv/bin/python benchmarks/beauty.py --model ssrf --loss ce --seeds 3 --set model_options.dropout=0.3
+    .venv/bin/python benchmarks/beauty.py --config configs/ssrf-beauty.toml --seeds 3   # the best found
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import statistics
 import sys
@@ -31,11 +34,12 @@ KEYS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="ssrf")
+    ap.add_argument("--model", default=None, help="default: the config's model, else ssrf")
+    ap.add_argument("--config", type=Path, default=None, help="a run config (TOML) to start from")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--loss", default="bce", help="bce (the paper's), ce or sampled-softmax")
-    ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--loss", default=None, help="bce (the paper's default), ce or sampled-softmax")
+    ap.add_argument("--epochs", type=int, default=50, help="without --config (else the config's)")
+    ap.add_argument("--patience", type=int, default=5, help="without --config (else the config's)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="section.key=value overrides")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "beauty")
     ap.add_argument("--data", type=Path, default=BEAUTY)
@@ -43,17 +47,18 @@ def main() -> None:
 
     data = pipeline.prepare([args.data], "s3rec", PrepareConfig(split="loo"))
     runs = []
+    base = pipeline.RunConfig.from_toml(args.config) if args.config else pipeline.RunConfig(model="ssrf")
+    if args.model:
+        base = dataclasses.replace(base, model=args.model)
+    args.model = base.model
+    args.loss = args.loss or (base.train.loss if args.config else "bce")
+    steps = [] if args.config else [f"train.epochs={args.epochs}", f"train.patience={args.patience}"]
     for seed in range(args.seeds):
-        cfg = pipeline.RunConfig(model=args.model).override(
-            [
-                f'train.loss="{args.loss}"',
-                f"train.epochs={args.epochs}",
-                f"train.patience={args.patience}",
-                f"train.seed={seed}",
-                *args.sets,
-            ]
-        )
-        tag = "-".join([args.model, args.loss, *[s.replace("=", "_").replace('"', "") for s in args.sets]])
+        cfg = base.override([f'train.loss="{args.loss}"', *steps, f"train.seed={seed}", *args.sets])
+        sets = ([args.config.stem] if args.config else []) + args.sets
+        tag = "-".join([args.model, args.loss, *[s.replace("=", "_").replace('"', "") for s in sets]])
+        if len(tag) > 150:  # a folder name must stay under the file system's 255 bytes
+            tag = f"{tag[:130]}-{hashlib.blake2b(tag.encode(), digest_size=6).hexdigest()}"
         out = args.out / f"{tag}-s{seed}-{int(time.time())}"
         result = pipeline.train(data, cfg, out)
         runs.append(result)
@@ -91,6 +96,7 @@ def main() -> None:
                 "benchmark": "beauty",
                 "model": args.model,
                 "loss": args.loss,
+                "config": str(args.config) if args.config else None,
                 "sets": args.sets,
                 "seeds": args.seeds,
                 **figures,

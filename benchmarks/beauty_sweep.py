@@ -103,7 +103,24 @@ for _name, _sets in {
 for _seed in (0, 1, 2):
     CONFIGS[f"sasrec-ce-lr2e-3-s{_seed}"] = ("sasrec", "ce", ["train.lr=2e-3", f"train.seed={_seed}"])
     ROUND3.append(f"sasrec-ce-lr2e-3-s{_seed}")
-ROUNDS = {"round2": ROUND2, "round3": ROUND3}
+# Round 4: round 3's best (heavy dropout on both branches' inputs, no user embedding) over 3 seeds, at lr 2e-3
+# (it was still improving when round 3's budget ended), and one change at a time on top of it.
+BEST = [*TIE, *FC8, *NOUSER, *WD4, "model_options.cnn_input_dropout=0.5", "model_options.dropout=0.5"]
+CONFIGS["ssrf-ce-best"] = ("ssrf", "ce", BEST)
+ROUND4: list[str] = []
+for _name, _sets in {
+    "best-lr2e-3-s0": ["train.lr=2e-3"],
+    "best-lr2e-3-s1": ["train.lr=2e-3", "train.seed=1"],
+    "best-lr2e-3-s2": ["train.lr=2e-3", "train.seed=2"],
+    "best-s1": ["train.seed=1"],
+    "best-s2": ["train.seed=2"],
+    "best-lr2e-3-user": ["train.lr=2e-3", "model_options.use_user=true"],
+    "best-lr2e-3-free": ["train.lr=2e-3", "model_options.tie_output=false"],
+    "best-lr2e-3-preln": ["train.lr=2e-3", "model_options.pre_ln=true"],
+}.items():
+    CONFIGS[f"ssrf-ce-{_name}"] = ("ssrf", "ce", BEST + _sets)
+    ROUND4.append(f"ssrf-ce-{_name}")
+ROUNDS = {"round2": ROUND2, "round3": ROUND3, "round4": ROUND4}
 
 
 def main() -> None:
@@ -113,7 +130,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--only", default="", help="configuration names (a,b,...), round2 or round3; default all")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="configuration names (a,b,...), or a round (round2, round3, round4); default all",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "beauty_sweep")
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
