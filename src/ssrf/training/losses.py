@@ -37,11 +37,58 @@ def bce_with_negatives(
     return (pos_weight * pos + neg_weight * neg).sum() / pos_weight.numel()
 
 
+class _PaddedSoftmaxCE(torch.autograd.Function):
+    """Weighted mean over rows of -log softmax(logits[:, 1:])[target - 1]: cross-entropy over every item,
+    the padding column 0 excluded.
+
+    Each pass over the [T, N + 1] logits costs as much as a matrix product here (memory-bound), so this makes
+    two: a softmax over the whole row (contiguous, one kernel), renormalised without column 0 by the row
+    scale 1 / (1 - p_0), and a backward that writes (p * scale - one-hot) once. PyTorch's log_softmax +
+    nll_loss, after a copy that drops column 0, makes about six. Rows where the renormalisation would lose
+    precision (p_0 > 1/2) or the target's probability underflows are recomputed exactly."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(logits, dim=1)  # [T, N + 1]
+        scale = 1.0 / (1.0 - p[:, 0])
+        bad = p[:, 0] > 0.5
+        if bool(bad.any()):
+            rows = bad.nonzero().squeeze(1)
+            p[rows, 0] = 0.0
+            p[rows, 1:] = torch.softmax(logits[rows, 1:], dim=1)
+            scale[rows] = 1.0
+        p_target = p.gather(1, targets[:, None]).squeeze(1) * scale
+        nll = -torch.log(p_target)
+        tiny = p_target < 1e-30
+        if bool(tiny.any()):
+            rows = tiny.nonzero().squeeze(1)
+            picked = logits[rows].gather(1, targets[rows, None]).squeeze(1)
+            nll[rows] = torch.logsumexp(logits[rows, 1:], dim=1) - picked
+        ctx.save_for_backward(p, scale, targets, weights)
+        return (weights * nll).sum() / weights.numel()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        p, scale, targets, weights = ctx.saved_tensors
+        coef = weights * (grad_out / weights.numel())  # [T]
+        grad = p * (coef * scale)[:, None]  # softmax without column 0, weighted
+        grad[:, 0] = 0.0
+        grad.scatter_add_(1, targets[:, None], -coef[:, None])
+        return grad, None, None
+
+
 def full_softmax_ce(
     model: SequentialRecommender, h: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor
 ) -> torch.Tensor:
     """Cross-entropy over every item (padding excluded), weighted by the target's behaviour."""
     logits = model.output(h).float()
+    return _PaddedSoftmaxCE.apply(logits, targets, pos_weight.to(logits.dtype))
+
+
+def full_softmax_ce_reference(
+    logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor
+) -> torch.Tensor:
+    """The same loss from PyTorch's own ops (what `_PaddedSoftmaxCE` must equal, value and gradient)."""
     logits = torch.cat((torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]), dim=1)
     return (pos_weight * F.cross_entropy(logits, targets, reduction="none")).sum() / pos_weight.numel()
 

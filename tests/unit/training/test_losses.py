@@ -76,3 +76,43 @@ def test_negatives_are_in_range_and_never_the_target():
     assert neg.shape == (5000, 4)
     assert int(neg.min()) >= 1 and int(neg.max()) <= 5
     assert not (neg == targets[:, None]).any()
+
+
+def test_fused_ce_equals_pytorch_ce_in_value_and_gradient():
+    """The fused loss (softmax minus one-hot in one backward pass) against log_softmax + nll_loss."""
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(7, 40, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    targets = torch.randint(1, 40, (7,), generator=g)
+    targets[0] = targets[1]  # two rows on the same item
+    weights = torch.rand(7, generator=g, dtype=torch.float64) + 0.5
+    fused = losses._PaddedSoftmaxCE.apply(logits, targets, weights)
+    (grad_fused,) = torch.autograd.grad(fused * 1.7, logits)
+    ref = losses.full_softmax_ce_reference(logits, targets, weights)
+    (grad_ref,) = torch.autograd.grad(ref * 1.7, logits)
+    torch.testing.assert_close(fused, ref)
+    torch.testing.assert_close(grad_fused, grad_ref)
+    assert (grad_fused[:, 0] == 0).all()  # the padding column gets no gradient
+    assert torch.autograd.gradcheck(
+        lambda x: losses._PaddedSoftmaxCE.apply(x, targets, weights), (logits.detach().requires_grad_(),)
+    )
+
+
+def test_fused_ce_is_stable_for_large_logits():
+    logits = torch.tensor([[0.0, 1000.0, 990.0, -1000.0]], requires_grad=True)
+    loss = losses._PaddedSoftmaxCE.apply(logits, torch.tensor([2]), torch.ones(1))
+    loss.backward()
+    assert math.isfinite(loss.item()) and abs(loss.item() - (10.0 + math.log1p(math.exp(-10.0)))) < 1e-4
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_fused_ce_where_the_padding_column_dominates_or_the_target_underflows():
+    logits = torch.tensor(
+        [[50.0, 1.0, 2.0, 3.0], [0.0, 200.0, -200.0, 1.0], [3.0, 0.5, 0.2, 0.1]], dtype=torch.float64
+    ).requires_grad_()
+    targets, weights = torch.tensor([2, 2, 1]), torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    fused = losses._PaddedSoftmaxCE.apply(logits, targets, weights)
+    (grad_fused,) = torch.autograd.grad(fused, logits)
+    ref = losses.full_softmax_ce_reference(logits, targets, weights)
+    (grad_ref,) = torch.autograd.grad(ref, logits)
+    torch.testing.assert_close(fused, ref)
+    torch.testing.assert_close(grad_fused, grad_ref)
