@@ -20,21 +20,33 @@ def test_context_changes_ssrf_but_not_ssrf_uc():
 
 
 def test_pairwise_grid_is_every_ordered_pair():
-    """X[a, b] = [e_a ; e_b]: check the grid the first convolution sees against an explicit loop."""
+    """X[a, b] = [e_a ; e_b]: check the grid against an explicit loop."""
     cnn = PairwiseCNN(d=3, window=4, channels=(128, 256), fc_dropout=0.5).eval()
-    seen = {}
-
-    def keep_input(module, inputs, output):
-        seen["x"] = inputs[0]
-
-    cnn.convs[0].register_forward_hook(keep_input)
     e = torch.randn(2, 4, 3)
-    cnn(e)
-    x = seen["x"]
+    x = cnn.grid(e)
     assert x.shape == (2, 6, 4, 4)
     for a in range(4):
         for c in range(4):
             torch.testing.assert_close(x[:, :, a, c], torch.cat((e[:, a], e[:, c]), dim=1))
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_the_factored_first_layer_equals_the_convolution_over_the_grid(train):
+    """forward (W_1 e_a + W_2 e_b, no grid) = forward_naive (every layer on the explicit grid): outputs and
+    gradients, in eval mode and in training mode (batch-norm batch statistics; dropout seeded alike)."""
+    torch.manual_seed(0)
+    cnn = PairwiseCNN(d=8, window=5, channels=(16, 32), fc_dropout=0.5).train(train)
+    e = torch.randn(6, 5, 8, requires_grad=True)
+    fast, naive = cnn.first_layer(e), cnn.convs[0](cnn.grid(e))
+    torch.testing.assert_close(fast, naive, rtol=1e-5, atol=1e-5)
+    torch.manual_seed(1)
+    out = cnn(e)
+    (g_fast,) = torch.autograd.grad(out.square().sum(), e)
+    torch.manual_seed(1)
+    ref = cnn.forward_naive(e)
+    (g_naive,) = torch.autograd.grad(ref.square().sum(), e)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g_fast, g_naive, rtol=1e-4, atol=1e-5)
 
 
 def test_tied_output_uses_the_item_and_context_tables():

@@ -35,18 +35,32 @@ class PairwiseCNN(nn.Module):
         self.fc = nn.Sequential(nn.Linear(c2, d), nn.ReLU(), nn.Dropout(fc_dropout))
         self.pairwise = pairwise
 
-    def forward(self, e: torch.Tensor) -> torch.Tensor:  # e: [B, L, D]
+    def grid(self, e: torch.Tensor) -> torch.Tensor:
+        """The pairwise encoding X [B, 2D, L, L], X[:, :, a, b] = [e_a ; e_b] (built explicitly)."""
         b, length, d = e.shape
-        if self.pairwise:
-            x = e.transpose(1, 2)  # [B, D, L]
-            x = torch.cat(
-                (
-                    x[:, :, :, None].expand(b, d, length, length),
-                    x[:, :, None, :].expand(b, d, length, length),
-                ),
-                dim=1,
-            )  # [B, 2D, L, L]
-        else:
-            x = e.transpose(1, 2)  # [B, D, L]
-        x = self.pool(self.convs(x)).flatten(1)  # [B, C2]
-        return self.fc(x)  # [B, D]
+        x = e.transpose(1, 2)  # [B, D, L]
+        return torch.cat(
+            (x[:, :, :, None].expand(b, d, length, length), x[:, :, None, :].expand(b, d, length, length)),
+            dim=1,
+        )
+
+    def first_layer(self, e: torch.Tensor) -> torch.Tensor:
+        """The first (1x1) convolution over X without building X: W [e_a ; e_b] = W_1 e_a + W_2 e_b, so each
+        item is projected once (2 L products instead of L^2) and the L x L grid is a broadcast sum."""
+        conv = self.convs[0]
+        d = e.shape[2]
+        w = conv.weight.flatten(1)  # [C1, 2D]
+        rows = e @ w[:, :d].T  # [B, L, C1]: W_1 e_a
+        cols = e @ w[:, d:].T  # W_2 e_b
+        y = rows[:, :, None, :] + cols[:, None, :, :] + conv.bias  # [B, L, L, C1]
+        return y.permute(0, 3, 1, 2)  # [B, C1, L, L]
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:  # e: [B, L, D]
+        # SSRF-O: [B, D, L] through 1-D convolutions
+        x = self.convs[1:](self.first_layer(e)) if self.pairwise else self.convs(e.transpose(1, 2))
+        return self.fc(self.pool(x).flatten(1))  # [B, D]
+
+    def forward_naive(self, e: torch.Tensor) -> torch.Tensor:
+        """The same as `forward`, every layer applied to the explicit grid (for tests)."""
+        x = self.convs(self.grid(e)) if self.pairwise else self.convs(e.transpose(1, 2))
+        return self.fc(self.pool(x).flatten(1))
