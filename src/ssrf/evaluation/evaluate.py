@@ -36,7 +36,9 @@ class EvalConfig:
     # stays bounded for catalogues of millions of items
     auc: bool = True  # compute the paper's AUC (exact over all never-touched items)
     candidates: int = 0  # 0: rank against every item; N > 0: against N sampled never-touched items only
-    seed: int = 0  # seed of the sampled candidates
+    seed: int = 0  # seed of the sampled candidates and of the validation sample
+    valid_users: int = 0  # > 0: validate (early stopping) on a fixed random sample of this many users;
+    # the test split always uses every user
 
     def masking(self, protocol: str) -> bool:
         return self.mask_history if self.mask_history is not None else protocol == "loo"
@@ -79,6 +81,9 @@ def evaluate(
     """Mean metrics over the users evaluated on `split` ("valid" or "test")."""
     sid = SPLIT_IDS[split]
     users, ends, starts = seqs.eval_users(sid)
+    if split == "valid" and 0 < cfg.valid_users < len(users):  # the same users at every validation
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(users), cfg.valid_users, replace=False))
+        users, ends, starts = users[keep], ends[keep], starts[keep]
     by_length = np.argsort(np.minimum(ends - starts, max_len), kind="stable")  # batches of similar length
     users, ends, starts = users[by_length], ends[by_length], starts[by_length]  # trim to little padding
     n_users = len(users)

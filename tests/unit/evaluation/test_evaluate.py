@@ -47,3 +47,27 @@ def test_a_score_budget_only_changes_the_batching():
     assert wide.keys() == narrow.keys()
     for k, v in wide.items():
         assert narrow[k] == pytest.approx(v, rel=1e-6), k  # float32 sums differ by batch shape
+
+
+def test_a_validation_sample_is_fixed_and_the_test_split_ignores_it():
+    from ssrf import pipeline
+    from ssrf.dataset.prepare import PrepareConfig
+    from ssrf.dataset.sequences import Sequences
+    from ssrf.evaluation.evaluate import EvalConfig, evaluate
+
+    data = pipeline.prepare(
+        [pipeline.demo_data_path()], "taobao", PrepareConfig(sample_users=60, split="loo")
+    )
+    seqs = Sequences.build(data)
+    model = pipeline.build_model("sasrec", {"d": 8, "max_len": 10}, seqs).eval()
+    everyone = evaluate(model, seqs, "valid", "loo", EvalConfig(auc=False), 10)
+    n = int(everyone["users"])
+    assert n > 20
+    some = evaluate(model, seqs, "valid", "loo", EvalConfig(auc=False, valid_users=20), 10)
+    again = evaluate(model, seqs, "valid", "loo", EvalConfig(auc=False, valid_users=20), 10)
+    assert some["users"] == 20 and some == again  # the same 20 users every time
+    assert evaluate(model, seqs, "valid", "loo", EvalConfig(auc=False, valid_users=n + 5), 10) == everyone
+    test = evaluate(model, seqs, "test", "loo", EvalConfig(auc=False, valid_users=20), 10)
+    assert test == evaluate(model, seqs, "test", "loo", EvalConfig(auc=False), 10)
+    # the sample's hit rate is the mean over those 20 users: a multiple of 1/20
+    assert abs(some["hr@20"] * 20 - round(some["hr@20"] * 20)) < 1e-9
