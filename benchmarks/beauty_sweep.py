@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -120,7 +121,22 @@ for _name, _sets in {
 }.items():
     CONFIGS[f"ssrf-ce-{_name}"] = ("ssrf", "ce", BEST + _sets)
     ROUND4.append(f"ssrf-ce-{_name}")
-ROUNDS = {"round2": ROUND2, "round3": ROUND3, "round4": ROUND4}
+# The zoo: every registered model once, each with the best settings found for it on Beauty (the paper's
+# seven CTR models with bce and sampled negatives, as their papers train them; they validate on 2,000 users,
+# since their full ranking is slow on a CPU; test is always every user). Meant for --seeds 3.
+CONFIGS["pop"] = ("pop", "bce", [])
+CONFIGS["ssrf-ce-best-lr2e-3"] = ("ssrf", "ce", [*BEST, "train.lr=2e-3"])
+CONFIGS["ssrf-uc-ce-best-lr2e-3"] = ("ssrf-uc", "ce", [*BEST, "train.lr=2e-3"])
+CONFIGS["ssrf-o-ce-best-lr2e-3"] = ("ssrf-o", "ce", [*BEST, "train.lr=2e-3"])
+CTR = ("fm", "wide_deep", "nfm", "deepfm", "dcn", "din", "autoint")
+for _m in CTR:
+    CONFIGS[f"{_m}-bce"] = (_m, "bce", ["eval.valid_users=2000"])
+ZOO = [
+    "pop", "gru4rec-ce", "caser-bce", "cosrec-ce", "fdsa-ce-lr2e-3", "sasrec-ce-lr2e-3",
+    "ssrf-bce", "ssrf-ce-best-lr2e-3", "ssrf-uc-ce-best-lr2e-3", "ssrf-o-ce-best-lr2e-3",
+    *[f"{m}-bce" for m in CTR],
+]  # fmt: skip
+ROUNDS = {"round2": ROUND2, "round3": ROUND3, "round4": ROUND4, "zoo": ZOO, "ctr": [f"{m}-bce" for m in CTR]}
 
 
 def main() -> None:
@@ -133,8 +149,9 @@ def main() -> None:
     ap.add_argument(
         "--only",
         default="",
-        help="configuration names (a,b,...), or a round (round2, round3, round4); default all",
+        help="configuration names (a,b,...), or a round (round2, round3, round4, zoo, ctr); default all",
     )
+    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of every configuration")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "beauty_sweep")
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
@@ -152,11 +169,13 @@ def main() -> None:
 
     pipeline.prepare([args.data or BEAUTY], "s3rec", PrepareConfig(split="loo"))  # once, before the workers
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    pending, running, done = list(names), {}, {}
+    jobs = [f"{n}#s{seed}" if args.seeds > 1 else n for n in names for seed in range(args.seeds)]
+    pending, running, done = list(jobs), {}, {}
     t0 = time.perf_counter()
     while pending or running:
         while pending and len(running) < args.parallel:
-            name = pending.pop(0)
+            job = pending.pop(0)
+            name, _, seed = job.partition("#s")
             model, loss, sets = CONFIGS[name]
             cmd = [
                 sys.executable, str(BENCH), "--model", model, "--loss", loss, "--seeds", "1",
@@ -166,42 +185,53 @@ def main() -> None:
                 "--set", f"train.batch_size={args.batch_size}",
                 "--set", "eval.auc=false",
             ]  # fmt: skip
-            for s in sets:
+            for s in [*sets, *([f"train.seed={seed}"] if seed else [])]:
                 cmd += ["--set", s]
             if args.data is not None:
                 cmd += ["--data", str(args.data)]
-            log = open(args.out / f"{name}.log", "w")  # noqa: SIM115 (closed when the process ends)
-            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+            log = open(args.out / f"{job}.log", "w")  # noqa: SIM115 (closed when the process ends)
+            running[job] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
         time.sleep(2)
-        for name, (proc, log) in list(running.items()):
+        for job, (proc, log) in list(running.items()):
             if proc.poll() is not None:
                 log.close()
-                del running[name]
-                lines = (args.out / f"{name}.log").read_text().strip().splitlines()
+                del running[job]
+                lines = (args.out / f"{job}.log").read_text().strip().splitlines()
                 try:
-                    done[name] = json.loads(lines[-1]) if proc.returncode == 0 else {"error": lines[-3:]}
+                    done[job] = json.loads(lines[-1]) if proc.returncode == 0 else {"error": lines[-3:]}
                 except (json.JSONDecodeError, IndexError):
-                    done[name] = {"error": lines[-3:]}
+                    done[job] = {"error": lines[-3:]}
                 elapsed = time.perf_counter() - t0
-                print(f"[{elapsed:.0f} s] {name} finished (rc {proc.returncode})", flush=True)
+                print(f"[{elapsed:.0f} s] {job} finished (rc {proc.returncode})", flush=True)
 
     keys = ("hr@10", "ndcg@10", "hr@20", "ndcg@20")
-    print("\n| configuration | " + " | ".join(keys) + " | epochs | s/epoch |")
-    print("|---|" + "---|" * (len(keys) + 2))
+    print("\n| configuration | " + " | ".join(keys) + " | epochs | s/epoch | train s | test eval s |")
+    print("|---|" + "---|" * (len(keys) + 4))
     summary = {}
     for name in names:
-        r = done[name]
-        if "error" in r:
-            print(f"| {name} | failed: {r['error']} |")
-            summary[name] = r
+        runs = [r for j, r in done.items() if j.partition("#s")[0] == name]
+        failed = [r["error"] for r in runs if "error" in r]
+        if failed:
+            print(f"| {name} | failed: {failed[0]} |")
+            summary[name] = {"error": failed}
             continue
-        summary[name] = {k: r[k]["mean"] for k in keys} | {
-            "epochs_run": r["epochs_run"]["mean"],
-            "seconds_per_epoch": r["seconds_per_epoch"]["mean"],
-            "best_epoch": r["best_epoch"]["mean"],
-        }
-        cells = " | ".join(f"{r[k]['mean']:.4f}" for k in keys)
-        print(f"| {name} | {cells} | {r['epochs_run']['mean']:.0f} | {r['seconds_per_epoch']['mean']:.1f} |")
+
+        def agg(key: str, runs: list[dict] = runs) -> tuple[float, float]:
+            values = [r[key]["mean"] for r in runs]
+            return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+        figures = {k: agg(k) for k in (*keys, "epochs_run", "seconds_per_epoch", "best_epoch")}
+        figures |= {k: agg(k) for k in ("train_seconds", "test_eval_seconds")}
+        summary[name] = (
+            {k: m for k, (m, _) in figures.items()}
+            | {f"{k}_std": sd for k, (_, sd) in figures.items() if k in keys}
+            | {"seeds": len(runs)}
+        )
+        pm = (lambda m, sd: f"{m:.4f} ± {sd:.4f}") if len(runs) > 1 else (lambda m, sd: f"{m:.4f}")
+        cells = " | ".join(pm(*figures[k]) for k in keys)
+        epochs = ", ".join(str(int(r["epochs_run"]["mean"])) for r in runs)
+        times = f"{figures['seconds_per_epoch'][0]:.1f} | {figures['train_seconds'][0]:.0f} | "
+        print(f"| {name} | {cells} | {epochs} | {times}{figures['test_eval_seconds'][0]:.1f} |")
     print(json.dumps({"benchmark": "beauty_sweep", "max_seconds": args.max_seconds, "results": summary}))
 
 
