@@ -138,9 +138,23 @@ class SSRF(SequentialRecommender):
             p_u = torch.zeros_like(p_u)
         return torch.cat((o_cf, p_u), dim=-1)  # [T, 2D]
 
+    def scoring(self, h: torch.Tensor, items: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, W' rows) as eq. 12 uses them. Without a user embedding P_u = 0, so the rows' second half
+        never contributes: both are cut to their first D columns, which halves the scoring product and, for
+        tied rows, skips the items' context embeddings. Exact, not an approximation."""
+        if self.cfg.use_user:
+            return h, self.output_table(items)
+        d = self.cfg.d
+        if self.out.rows is not None:
+            rows = self.out.rows.weight if items is None else self.out.rows(items)
+            return h[:, :d], rows[..., :d]
+        ids = torch.arange(self.n_items + 1, device=h.device) if items is None else items
+        return h[:, :d], self.item_emb(ids)
+
     def output_shared(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return h @ self.output_table(items).T + self.out.bias(items).T  # [T, C]
+        h, rows = self.scoring(h, items)
+        return h @ rows.T + self.out.bias(items).T  # [T, C]
 
     def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        rows = None if self.out.rows is not None else self.output_table(items)
+        h, rows = self.scoring(h, items)
         return self.out(h, items, rows)  # eq. 12: [T, N + 1] or [T, C]

@@ -108,3 +108,20 @@ def test_input_and_user_dropout_act_in_training_only():
     torch.manual_seed(1)
     assert not torch.allclose(first[:, m.cfg.d :], m.hidden(b)[:, m.cfg.d :])  # P_u half differs
     assert m.user_drop.p == 0.5 and m.cnn_drop.p == 0.5
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_without_a_user_the_cut_scoring_equals_the_full_product(tie):
+    """P_u = 0, so [O_cf ; 0] . W'_i + b'_i computed in full equals the scoring on the first D columns."""
+    m = make("ssrf", use_user=False, tie_output=tie)
+    with torch.no_grad():
+        m.out.bias.weight.normal_()
+    b = batch()
+    h = m.hidden(b)
+    assert (h[:, m.cfg.d :] == 0).all()
+    full = h @ m.output_table().T + m.out.bias.weight.T
+    torch.testing.assert_close(m.output(h), full)
+    items = torch.tensor([[1, 7], [30, 2], [5, 5]])
+    torch.testing.assert_close(m.output(h, items), full.gather(1, items))
+    shared = torch.tensor([4, 1, 30])
+    torch.testing.assert_close(m.output_shared(h, shared), full[:, shared])
