@@ -9,6 +9,7 @@ targets per second over the profiled steps (after --warmup unprofiled ones), and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -47,8 +48,7 @@ def main() -> None:
     model = args.model or cfg.model
     loss = args.loss or (cfg.train.loss if args.config else "ce")
     sets = [f'train.loss="{loss}"', f"train.batch_size={args.batch_size}", "train.checkpoint_every=0"]
-    cfg = cfg.override([*sets, 'train.device="cpu"', *args.sets])
-    cfg = pipeline.RunConfig.from_dict({**cfg.to_dict(), "model": model}, "profile")
+    cfg = dataclasses.replace(cfg.override([*sets, 'train.device="cpu"', *args.sets]), model=model)
 
     marks: list[float] = []
     counted = {"on": False, "targets": 0}

@@ -133,9 +133,10 @@ class SSRF(SequentialRecommender):
             t = self.cnn(self.cnn_drop(window))  # [T, D]
             o_f = torch.cat((t, o_f), dim=-1)
         o_cf = self.fuse(o_f)  # eq. 11
-        p_u = self.user_drop(self.user_emb(per_position(batch.user, positions)))
-        if not self.cfg.use_user:
-            p_u = torch.zeros_like(p_u)
+        if self.cfg.use_user:
+            p_u = self.user_drop(self.user_emb(per_position(batch.user, positions)))
+        else:
+            p_u = torch.zeros_like(o_cf)  # P_u = 0
         return torch.cat((o_cf, p_u), dim=-1)  # [T, 2D]
 
     def scoring(self, h: torch.Tensor, items: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

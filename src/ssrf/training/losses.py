@@ -85,14 +85,6 @@ def full_softmax_ce(
     return _PaddedSoftmaxCE.apply(logits, targets, pos_weight.to(logits.dtype))
 
 
-def full_softmax_ce_reference(
-    logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor
-) -> torch.Tensor:
-    """The same loss from PyTorch's own ops (what `_PaddedSoftmaxCE` must equal, value and gradient)."""
-    logits = torch.cat((torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]), dim=1)
-    return (pos_weight * F.cross_entropy(logits, targets, reduction="none")).sum() / pos_weight.numel()
-
-
 def sampled_softmax(
     model: SequentialRecommender,
     h: torch.Tensor,

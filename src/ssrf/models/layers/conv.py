@@ -59,8 +59,3 @@ class PairwiseCNN(nn.Module):
         # SSRF-O: [B, D, L] through 1-D convolutions
         x = self.convs[1:](self.first_layer(e)) if self.pairwise else self.convs(e.transpose(1, 2))
         return self.fc(self.pool(x).flatten(1))  # [B, D]
-
-    def forward_naive(self, e: torch.Tensor) -> torch.Tensor:
-        """The same as `forward`, every layer applied to the explicit grid (for tests)."""
-        x = self.convs(self.grid(e)) if self.pairwise else self.convs(e.transpose(1, 2))
-        return self.fc(self.pool(x).flatten(1))
