@@ -4,6 +4,8 @@ all items, and peak memory. Each model runs in its own process, so its peak RSS 
 
     .venv/bin/python benchmarks/train_speed.py                      # every sequential model, CE, 1 epoch
     .venv/bin/python benchmarks/train_speed.py --models ssrf,sasrec --epochs 2 --device cuda
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_speed.py --models sasrec,ssrf --precisions fp32,bf16
+    .venv/bin/python benchmarks/train_speed.py --config configs/ssrf-beauty.toml --models ssrf
 
 Ends with one JSON line: {model: {targets_per_second, seconds_per_epoch, eval_seconds, peak_rss_mb, ...}}.
 """
@@ -11,6 +13,7 @@ Ends with one JSON line: {model: {targets_per_second, seconds_per_epoch, eval_se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import statistics
@@ -38,8 +41,11 @@ def worker(args: argparse.Namespace) -> None:
         f'train.device="{args.device}"',
         "train.patience=1000",
         "eval.auc=false",
+        f'train.precision="{args.precisions}"',
+        *args.sets,
     ]
-    cfg = pipeline.RunConfig(model=args.worker).override(sets)
+    base = pipeline.RunConfig.from_toml(args.config) if args.config else pipeline.RunConfig()
+    cfg = dataclasses.replace(base, model=args.worker).override(sets)
     with tempfile.TemporaryDirectory() as tmp:
         result = pipeline.train(data, cfg, Path(tmp) / "run")
         epochs = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -47,6 +53,7 @@ def worker(args: argparse.Namespace) -> None:
     cuda = torch.cuda.is_available() and result["device"].startswith("cuda")
     out = {
         "model": args.worker,
+        "precision": args.precisions,
         "device": result["device"],
         "gpu": torch.cuda.get_device_name() if cuda else None,
         "threads": torch.get_num_threads(),
@@ -69,6 +76,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--precisions", default="auto", help="comma-separated train.precision values, each model runs in each"
+    )
+    ap.add_argument("--config", type=Path, default=None, help="a TOML preset (--models replaces its model)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="a config override, as in ssrf")
     ap.add_argument("--data", type=Path, default=BEAUTY)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -77,14 +89,19 @@ def main() -> None:
         return
     rows = {}
     for model in args.models.split(","):
-        cmd = [sys.executable, __file__, "--worker", model, "--loss", args.loss, "--epochs", str(args.epochs)]
-        cmd += ["--batch-size", str(args.batch_size), "--device", args.device, "--data", str(args.data)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"{model} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            continue
-        rows[model] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{model}: {rows[model]}", file=sys.stderr, flush=True)
+        for precision in args.precisions.split(","):
+            cmd = [sys.executable, __file__, "--worker", model, "--loss", args.loss]
+            cmd += ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+            cmd += ["--device", args.device, "--data", str(args.data)]
+            cmd += ["--precisions", precision, *(f"--set={s}" for s in args.sets)]
+            cmd += ["--config", str(args.config)] if args.config else []
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            name = model if precision == "auto" else f"{model} ({precision})"
+            if proc.returncode != 0:
+                print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{name}: {rows[name]}", file=sys.stderr, flush=True)
     first = next(iter(rows.values()), None)
     where = f"{first['device']} ({first['gpu'] or str(first['threads']) + ' threads'})" if first else "?"
     print(f"\nBeauty, loss {args.loss}, batch {args.batch_size}, {args.epochs} epoch(s), {where}")

@@ -27,6 +27,9 @@ from ssrf.training.checkpoint import load_resume, save_resume
 log = logging.getLogger(__name__)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     loss: str = (
@@ -47,10 +50,13 @@ class TrainConfig:
     seed: int = 0  # all randomness (init, batches, negatives, dropout) derives from it
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:1, ...
     max_len: int = 50  # n: events in a training chunk's input (set from the model)
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on a CPU), fp32, or bf16 (autocast anywhere)
 
     def __post_init__(self) -> None:
         if self.loss not in losses.LOSSES:
             raise ValueError(f"loss must be one of {', '.join(losses.LOSSES)}, got {self.loss!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass
@@ -90,6 +96,12 @@ class Objective(nn.Module):
             return losses.full_softmax_ce(self.model, h, targets, pos_w)
         assert negatives is not None and self.log_q is not None
         return losses.sampled_softmax(self.model, h, targets, pos_w, negatives, self.log_q)
+
+
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """bf16 autocast for the forward (products and convolutions in bf16, losses in fp32), or none."""
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def _step_seed(seed: int, epoch: int, step: int) -> int:
@@ -137,11 +149,7 @@ def fit(
     if dist.active:  # unused parameters (a disabled branch) are allowed
         ids = [device.index] if device.type == "cuda" else None
         objective = DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
-    amp = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else torch.autocast("cpu", enabled=False)
-    )
+    amp = autocast(cfg.precision, device)
     spent = sum(e["train_seconds"] + e["eval_seconds"] for e in history.epochs)  # earlier epochs (resume)
     began = time.perf_counter() - spent
     for epoch in range(start_epoch, cfg.epochs):

@@ -45,25 +45,32 @@ class _PaddedSoftmaxCE(torch.autograd.Function):
     two: a softmax over the whole row (contiguous, one kernel), renormalised without column 0 by the row
     scale 1 / (1 - p_0), and a backward that writes (p * scale - one-hot) once. PyTorch's log_softmax +
     nll_loss, after a copy that drops column 0, makes about six. Rows where the renormalisation would lose
-    precision (p_0 > 1/2) or the target's probability underflows are recomputed exactly."""
+    precision (p_0 > 1/2) or the target's probability underflows are recomputed exactly.
+
+    Under bf16 autocast the logits come in bf16 and the probabilities and the gradient stay in bf16 (one
+    bf16 pass costs a quarter of an fp32 one here; the softmax still accumulates in fp32); the row scales,
+    the target's probability and the loss are fp32. A cast to fp32 and back would cost two more passes."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(logits, dim=1)  # [T, N + 1]
-        scale = 1.0 / (1.0 - p[:, 0])
-        bad = p[:, 0] > 0.5
+        p = torch.softmax(logits, dim=1)  # [T, N + 1], in the logits' dtype (fp32 or bf16: see below)
+        acc = torch.promote_types(p.dtype, torch.float32)  # fp32 for bf16 logits, else their own dtype
+        p0 = p[:, 0].to(acc)
+        scale = 1.0 / (1.0 - p0)
+        bad = p0 > 0.5
         if bool(bad.any()):
             rows = bad.nonzero().squeeze(1)
             p[rows, 0] = 0.0
-            p[rows, 1:] = torch.softmax(logits[rows, 1:], dim=1)
+            p[rows, 1:] = torch.softmax(logits[rows, 1:].to(acc), dim=1).to(p.dtype)
             scale[rows] = 1.0
-        p_target = p.gather(1, targets[:, None]).squeeze(1) * scale
+        p_target = p.gather(1, targets[:, None]).squeeze(1).to(acc) * scale
         nll = -torch.log(p_target)
         tiny = p_target < 1e-30
         if bool(tiny.any()):
             rows = tiny.nonzero().squeeze(1)
-            picked = logits[rows].gather(1, targets[rows, None]).squeeze(1)
-            nll[rows] = torch.logsumexp(logits[rows, 1:], dim=1) - picked
+            row_logits = logits[rows].to(acc)
+            picked = row_logits.gather(1, targets[rows, None]).squeeze(1)
+            nll[rows] = torch.logsumexp(row_logits[:, 1:], dim=1) - picked
         ctx.save_for_backward(p, scale, targets, weights)
         return (weights * nll).sum() / weights.numel()
 
@@ -71,9 +78,10 @@ class _PaddedSoftmaxCE(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         p, scale, targets, weights = ctx.saved_tensors
         coef = weights * (grad_out / weights.numel())  # [T]
-        grad = p * (coef * scale)[:, None]  # softmax without column 0, weighted
+        grad = p * (coef * scale).to(p.dtype)[:, None]  # softmax without column 0, weighted
         grad[:, 0] = 0.0
-        grad.scatter_add_(1, targets[:, None], -coef[:, None])
+        rows = torch.arange(len(targets), device=grad.device)
+        grad[rows, targets] -= coef.to(p.dtype)  # one target per row (scatter_add_ copies a bf16 grad twice)
         return grad, None, None
 
 
@@ -81,8 +89,9 @@ def full_softmax_ce(
     model: SequentialRecommender, h: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor
 ) -> torch.Tensor:
     """Cross-entropy over every item (padding excluded), weighted by the target's behaviour."""
-    logits = model.output(h).float()
-    return _PaddedSoftmaxCE.apply(logits, targets, pos_weight.to(logits.dtype))
+    logits = model.output(h)  # bf16 under bf16 autocast: the softmax and its gradient stay in bf16
+    weights = pos_weight.to(torch.promote_types(logits.dtype, torch.float32))
+    return _PaddedSoftmaxCE.apply(logits, targets, weights)
 
 
 def sampled_softmax(

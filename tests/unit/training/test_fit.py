@@ -145,3 +145,31 @@ def test_model_variants_train(sample, tmp_path, name, options):
     )
     result = pipeline.train(sample, cfg, tmp_path / "run")
     assert 0.0 < result["test"]["auc"] < 1.0
+
+
+def test_bf16_training_on_the_cpu_tracks_fp32(sample, tmp_path):
+    """`train.precision = "bf16"` runs the forward under bf16 autocast on the CPU: the same run in fp32 and
+    bf16 ends with training losses within a few percent, and the losses fall."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg = RunConfig.from_dict(
+            {
+                "model": "ssrf",
+                "model_options": {**SMALL, "dropout": 0.0, "fc_dropout": 0.0},
+                "train": {"epochs": 4, "batch_size": 16, "loss": "ce", "lr": 5e-3, "precision": precision},
+            }
+        )
+        pipeline.train(sample, cfg, tmp_path / precision)
+        rows = (tmp_path / precision / "metrics.jsonl").read_text().splitlines()
+        losses[precision] = [json.loads(x)["loss"] for x in rows]
+    assert losses["bf16"] != losses["fp32"]  # bf16 really ran
+    assert losses["bf16"][-1] < 0.9 * losses["bf16"][0]
+    for a, b in zip(losses["fp32"], losses["bf16"], strict=True):
+        assert abs(a - b) < 0.03 * a, losses
+
+
+def test_unknown_precision_is_an_error():
+    from ssrf.core import DataError
+
+    with pytest.raises(DataError, match="precision"):
+        RunConfig.from_dict({"train": {"precision": "fp16"}})

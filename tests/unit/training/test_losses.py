@@ -123,3 +123,26 @@ def test_fused_ce_where_the_padding_column_dominates_or_the_target_underflows():
     (grad_ref,) = torch.autograd.grad(ref, logits)
     torch.testing.assert_close(fused, ref)
     torch.testing.assert_close(grad_fused, grad_ref)
+
+
+def test_fused_ce_on_bf16_logits_matches_fp32_within_bf16_rounding():
+    """Under bf16 autocast the logits arrive in bf16: the probabilities and the gradient stay in bf16 (no
+    casts of the [T, N] matrix) while the loss is fp32 and within bf16 rounding of the fp32 loss."""
+    g = torch.Generator().manual_seed(1)
+    logits32 = torch.randn(64, 300, generator=g) * 2
+    logits32[:3, 0] = 40.0  # rows where the padding column dominates take the exact path
+    targets = torch.randint(1, 300, (64,), generator=g)
+    weights = torch.rand(64, generator=g) + 0.5
+    logits16 = logits32.bfloat16()
+    a = logits16.float().requires_grad_()  # the same inputs, computed in fp32
+    b = logits16.clone().requires_grad_()
+    loss32 = losses._PaddedSoftmaxCE.apply(a, targets, weights)
+    loss16 = losses._PaddedSoftmaxCE.apply(b, targets, weights)
+    loss32.backward()
+    loss16.backward()
+    assert loss16.dtype == torch.float32 and b.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss16, loss32, rtol=5e-3, atol=0)
+    torch.testing.assert_close(b.grad.float(), a.grad, rtol=2e-2, atol=2e-6)
+    assert (b.grad[:, 0] == 0).all()
+    # each row's gradient sums to zero (softmax minus one-hot), up to bf16 rounding
+    assert b.grad.float().sum(1).abs().max() < 2e-4 * weights.max() / len(weights) * 300

@@ -7,6 +7,7 @@ with batch norm and ReLU, a fully connected layer with dropout. `pairwise=False`
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -52,10 +53,23 @@ class PairwiseCNN(nn.Module):
         w = conv.weight.flatten(1)  # [C1, 2D]
         rows = e @ w[:, :d].T  # [B, L, C1]: W_1 e_a
         cols = e @ w[:, d:].T  # W_2 e_b
-        y = rows[:, :, None, :] + cols[:, None, :, :] + conv.bias  # [B, L, L, C1]
+        y = rows[:, :, None, :] + (cols + conv.bias.to(cols.dtype))[:, None, :, :]  # [B, L, L, C1]
         return y.permute(0, 3, 1, 2)  # [B, C1, L, L]
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:  # e: [B, L, D]
         # SSRF-O: [B, D, L] through 1-D convolutions
-        x = self.convs[1:](self.first_layer(e)) if self.pairwise else self.convs(e.transpose(1, 2))
+        x, rest = (self.first_layer(e), self.convs[1:]) if self.pairwise else (e.transpose(1, 2), self.convs)
+        for layer in rest:
+            x = _as_linear(layer, x) if isinstance(layer, nn.Conv1d | nn.Conv2d) else layer(x)
         return self.fc(self.pool(x).flatten(1))  # [B, D]
+
+
+def _as_linear(conv: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A convolution whose kernel covers its whole unpadded input (the last 3x3 on the 3x3 grid) is one
+    product per sequence, [B, C * k * k] x [C * k * k, C_out]: the same numbers as the convolution, and on a
+    CPU 2x (fp32) to 7x (bf16) faster forward and backward than mkldnn's convolution for this shape."""
+    covers = tuple(x.shape[2:]) == tuple(conv.kernel_size) and all(p == 0 for p in conv.padding)  # type: ignore[union-attr]
+    if not covers:
+        return conv(x)
+    y = F.linear(x.flatten(1), conv.weight.flatten(1), conv.bias)  # [B, C_out]
+    return y.reshape(*y.shape, *([1] * (x.dim() - 2)))
