@@ -34,6 +34,7 @@ class SASRecConfig:
     dropout: float = (
         0.5  # dropout on embeddings, attention and feed-forward (0.5 for sparse data like Beauty)
     )
+    ffn: int = 0  # feed-forward inner width (0: d, as in the paper; RecBole's inner_size defaults to 4d)
     pre_ln: bool = True  # True: the authors' pre-LN blocks; False: RecBole's embedding LN + post-LN blocks
 
 
@@ -45,7 +46,8 @@ class SASRec(SequentialRecommender):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.d)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            SelfAttentionBlock(cfg.d, cfg.heads, cfg.dropout, pre_ln=cfg.pre_ln) for _ in range(cfg.blocks)
+            SelfAttentionBlock(cfg.d, cfg.heads, cfg.dropout, pre_ln=cfg.pre_ln, ffn=cfg.ffn)
+            for _ in range(cfg.blocks)
         )
         self.final_ln = nn.LayerNorm(cfg.d) if cfg.pre_ln else nn.Identity()
         self.emb_ln = nn.Identity() if cfg.pre_ln else nn.LayerNorm(cfg.d)

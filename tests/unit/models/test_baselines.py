@@ -121,3 +121,12 @@ def test_fdsa_bundle_keeps_the_item_fields(tmp_path):
     _, back = load_model(tmp_path)
     assert torch.equal(back.fields.item_field_0, m.fields.item_field_0) and back.fields.item_field_0.any()
     torch.testing.assert_close(back.eval().score(batch()), m.score(batch()))
+
+
+def test_sasrec_feed_forward_width_is_an_option():
+    """ffn=0 keeps the paper's d-wide feed-forward; ffn=32 widens its inner layer (RecBole's inner_size)."""
+    narrow, wide = make("sasrec", d=16), make("sasrec", d=16, ffn=32)
+    assert narrow.blocks[0].ffn[0].weight.shape == (16, 16)
+    assert wide.blocks[0].ffn[0].weight.shape == (32, 16) and wide.blocks[0].ffn[3].weight.shape == (16, 32)
+    scores = wide.score(batch())
+    assert scores.shape == (3, 31) and torch.isfinite(scores).all()

@@ -19,15 +19,14 @@ def causal_mask(items: torch.Tensor) -> torch.Tensor:
 class SelfAttentionBlock(nn.Module):
     """Eq. 4-8: multi-head attention, residual + LayerNorm, feed-forward (ReLU), residual + LayerNorm."""
 
-    def __init__(self, width: int, heads: int, dropout: float, pre_ln: bool) -> None:
+    def __init__(self, width: int, heads: int, dropout: float, pre_ln: bool, ffn: int = 0) -> None:
         super().__init__()
+        ffn = ffn or width  # the feed-forward's inner width (the paper's: the model width)
         self.heads, self.dropout, self.pre_ln = heads, dropout, pre_ln
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)  # W^O
         self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.ffn = nn.Sequential(
-            nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width)
-        )
+        self.ffn = nn.Sequential(nn.Linear(width, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, width))
         self.drop = nn.Dropout(dropout)
 
     def attend(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
