@@ -78,6 +78,25 @@ def test_two_processes_match_one(prepared, tmp_path):
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-3, atol=1e-3)
 
 
+def test_one_process_in_a_forced_group_matches_a_plain_run(prepared, tmp_path):
+    """SSRF_DIST_FORCE=1 under torchrun makes a single process join a group of one (the DDP path, which on a
+    one-GPU machine runs on NCCL): the same numbers as a plain run, and results.json names the backend."""
+    plain, grouped = tmp_path / "plain", tmp_path / "grouped"
+    _train(prepared, plain, 1, 1)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1"]
+    cmd += ["-m", "ssrf", "train", "--data", str(prepared), "--model", "sasrec", "--loss", "ce"]
+    cmd += ["--epochs", "1", "--device", "cpu", "--out", str(grouped)]
+    for s in SETS:
+        cmd += ["--set", s]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SSRF_DIST_BACKEND": "gloo", "SSRF_DIST_FORCE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r1, r2 = (json.loads((r / "results.json").read_text()) for r in (plain, grouped))
+    assert r1["process_group"] is None and r2["process_group"] == "gloo" and r2["processes"] == 1
+    assert _epochs(plain)[0]["loss"] == pytest.approx(_epochs(grouped)[0]["loss"], rel=1e-5)
+    assert r1["test"]["ndcg@10"] == pytest.approx(r2["test"]["ndcg@10"], abs=1e-4)
+
+
 def test_resume_with_another_number_of_processes(prepared, tmp_path):
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     _train(prepared, full, 1, 3)

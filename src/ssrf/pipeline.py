@@ -262,6 +262,7 @@ def train(
         "versions": {"ssrf": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "processes": dist.world,
+        "process_group": dist.backend,  # nccl, gloo, or None (a single process without a group)
     }
     if dist.is_main:
         atomic_write_text(run_dir / "results.json", json.dumps(result, indent=2))

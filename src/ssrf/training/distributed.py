@@ -25,6 +25,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    grouped: bool = False  # a process group is joined (torchrun with WORLD_SIZE > 1, or SSRF_DIST_FORCE=1)
 
     @property
     def is_main(self) -> bool:
@@ -32,7 +33,12 @@ class Dist:
 
     @property
     def active(self) -> bool:
-        return self.world > 1
+        return self.grouped
+
+    @property
+    def backend(self) -> str | None:
+        """nccl or gloo while in a process group, else None."""
+        return _backend() or None
 
     def device(self, name: str) -> torch.device:
         """The device of this rank: `auto` is cuda:<local rank> when CUDA is present, else the CPU."""
@@ -78,9 +84,13 @@ def _backend() -> str:
 
 
 def setup() -> Dist:
-    """Join the process group when launched by torchrun (idempotent); the single-process Dist otherwise."""
+    """Join the process group when launched by torchrun (idempotent); the single-process Dist otherwise.
+
+    A single process under torchrun joins a group of one only with SSRF_DIST_FORCE=1: the whole DDP path
+    (NCCL on a GPU) then runs on a machine with one GPU, as a check of the multi-GPU code."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    forced = os.environ.get("SSRF_DIST_FORCE", "") == "1" and "RANK" in os.environ
+    if world <= 1 and not forced:
         return Dist()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not torch_dist.is_initialized():
@@ -88,7 +98,7 @@ def setup() -> Dist:
         if cuda:
             torch.cuda.set_device(local_rank)
         torch_dist.init_process_group("nccl" if cuda else "gloo")
-    return Dist(rank=rank, world=world, local_rank=local_rank)
+    return Dist(rank=rank, world=world, local_rank=local_rank, grouped=True)
 
 
 @contextmanager
