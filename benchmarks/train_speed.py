@@ -6,6 +6,8 @@ all items, and peak memory. Each model runs in its own process, so its peak RSS 
     .venv/bin/python benchmarks/train_speed.py --models ssrf,sasrec --epochs 2 --device cuda
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_speed.py --models sasrec,ssrf --precisions fp32,bf16
     .venv/bin/python benchmarks/train_speed.py --config configs/ssrf-beauty.toml --models ssrf
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_speed.py --models sasrec,ssrf --precisions fp32,bf16 \
+        --peer /work/recbole-env/bin/python     # RecBole's SASRec first, in its own environment, and ratios
 
 Ends with one JSON line: {model: {targets_per_second, seconds_per_epoch, eval_seconds, peak_rss_mb, ...}}.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -82,12 +85,20 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=None, help="a TOML preset (--models replaces its model)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="a config override, as in ssrf")
     ap.add_argument("--data", type=Path, default=BEAUTY)
+    ap.add_argument(
+        "--peer",
+        type=Path,
+        default=None,
+        help="the python of RecBole's own environment (see recbole_peer.py): runs RecBole's SASRec first, on "
+        "the same data, batch and epochs, and adds each model's ratio of targets/s to it",
+    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)
         return
     rows = {}
+    peer = run_peer(args) if args.peer else None
     for model in args.models.split(","):
         for precision in args.precisions.split(","):
             cmd = [sys.executable, __file__, "--worker", model, "--loss", args.loss]
@@ -105,15 +116,38 @@ def main() -> None:
     first = next(iter(rows.values()), None)
     where = f"{first['device']} ({first['gpu'] or str(first['threads']) + ' threads'})" if first else "?"
     print(f"\nBeauty, loss {args.loss}, batch {args.batch_size}, {args.epochs} epoch(s), {where}")
-    print("| model | targets/s | s/epoch | valid eval s | test eval s | peak RSS MB | peak GPU MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | targets/s | s/epoch | valid eval s | test eval s | peak RSS MB | GPU MB | x RecBole |")
+    print("|---|---|---|---|---|---|---|---|")
+    if peer is not None:
+        print(
+            f"| RecBole SASRec (peer) | {peer['targets_per_second']:.0f} | {peer['seconds_per_epoch']:.1f} | "
+            f"{peer['eval_seconds']:.1f} | - | - | - | 1 |"
+        )
     for m, r in rows.items():
         gpu = f"{r['peak_gpu_mb']:.0f}" if r["peak_gpu_mb"] is not None else "-"
+        ratio = r["targets_per_second"] / peer["targets_per_second"] if peer else None
+        r["x_recbole"] = ratio
+        times = f"{r['valid_eval_seconds']:.1f} | {r['test_eval_seconds']:.1f}"
         print(
-            f"| {m} | {r['targets_per_second']:.0f} | {r['seconds_per_epoch']:.1f} | "
-            f"{r['valid_eval_seconds']:.1f} | {r['test_eval_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {gpu} |"
+            f"| {m} | {r['targets_per_second']:.0f} | {r['seconds_per_epoch']:.1f} | {times} | "
+            f"{r['peak_rss_mb']:.0f} | {gpu} | {f'{ratio:.1f}x' if ratio is not None else '-'} |"
         )
-    print(json.dumps({"benchmark": "train_speed", "loss": args.loss, "results": rows}))
+    print(json.dumps({"benchmark": "train_speed", "loss": args.loss, "peer": peer, "results": rows}))
+
+
+def run_peer(args: argparse.Namespace) -> dict | None:
+    """RecBole's SASRec through recbole_peer.py in RecBole's own interpreter; its JSON line (or None)."""
+    threads = os.environ.get("OMP_NUM_THREADS", "0")
+    cmd = [str(args.peer), str(Path(__file__).with_name("recbole_peer.py")), "--data", str(args.data)]
+    cmd += ["--epochs", str(args.epochs), "--max-seconds", "1e9", "--threads", threads]
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(f"the RecBole peer failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    peer = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"RecBole peer: {peer['targets_per_second']} targets/s", file=sys.stderr, flush=True)
+    return peer
 
 
 if __name__ == "__main__":
