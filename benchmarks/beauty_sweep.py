@@ -125,6 +125,7 @@ for _name, _sets in {
 # seven CTR models with bce and sampled negatives, as their papers train them; they validate on 2,000 users,
 # since their full ranking is slow on a CPU; test is always every user). Meant for --seeds 3.
 CONFIGS["pop"] = ("pop", "bce", [])
+CONFIGS["sasrec-ce-ffn256"] = ("sasrec", "ce", ["model_options.ffn=256"])
 CONFIGS["ssrf-ce-best-lr2e-3"] = ("ssrf", "ce", [*BEST, "train.lr=2e-3"])
 CONFIGS["ssrf-uc-ce-best-lr2e-3"] = ("ssrf-uc", "ce", [*BEST, "train.lr=2e-3"])
 CONFIGS["ssrf-o-ce-best-lr2e-3"] = ("ssrf-o", "ce", [*BEST, "train.lr=2e-3"])
@@ -132,7 +133,7 @@ CTR = ("fm", "wide_deep", "nfm", "deepfm", "dcn", "din", "autoint")
 for _m in CTR:
     CONFIGS[f"{_m}-bce"] = (_m, "bce", ["eval.valid_users=2000"])
 ZOO = [
-    "pop", "gru4rec-ce", "caser-bce", "cosrec-ce", "fdsa-ce-lr2e-3", "sasrec-ce-lr2e-3",
+    "pop", "gru4rec-ce", "caser-bce", "cosrec-ce", "fdsa-ce-lr2e-3", "sasrec-ce-ffn256",
     "ssrf-bce", "ssrf-ce-best-lr2e-3", "ssrf-uc-ce-best-lr2e-3", "ssrf-o-ce-best-lr2e-3",
     *[f"{m}-bce" for m in CTR],
 ]  # fmt: skip
@@ -152,6 +153,9 @@ def main() -> None:
         help="configuration names (a,b,...), or a round (round2, round3, round4, zoo, ctr); default all",
     )
     ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of every configuration")
+    ap.add_argument(
+        "--set", dest="sets", action="append", default=[], help="an override for every configuration (last)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "beauty_sweep")
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
@@ -185,7 +189,7 @@ def main() -> None:
                 "--set", f"train.batch_size={args.batch_size}",
                 "--set", "eval.auc=false",
             ]  # fmt: skip
-            for s in [*sets, *([f"train.seed={seed}"] if seed else [])]:
+            for s in [*sets, *args.sets, *([f"train.seed={seed}"] if seed else [])]:
                 cmd += ["--set", s]
             if args.data is not None:
                 cmd += ["--data", str(args.data)]
