@@ -29,8 +29,20 @@ def prepared(tmp_path_factory):
     return data.path
 
 
-def _train(data_path, out, nproc: int, epochs: int, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "ssrf", "train", "--data", str(data_path), "--model", "sasrec"]
+def _train(data_path, out, nproc: int, epochs: int, *extra: str, torchrun: bool = False, **env_extra: str):
+    """`ssrf train` with --nproc (torchrun only when nproc > 1), or under torchrun with one process."""
+    launcher = [sys.executable, "-m", "ssrf"]
+    if torchrun:  # one process under torchrun, which `ssrf train --nproc 1` would not use
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=1",
+            "-m",
+            "ssrf",
+        ]
+    cmd = [*launcher, "train", "--data", str(data_path), "--model", "sasrec"]
     cmd += [
         "--loss",
         "ce",
@@ -40,12 +52,11 @@ def _train(data_path, out, nproc: int, epochs: int, *extra: str) -> subprocess.C
         "cpu",
         "--out",
         str(out),
-        "--nproc",
-        str(nproc),
+        *([] if torchrun else ["--nproc", str(nproc)]),
     ]
     for s in SETS:
         cmd += ["--set", s]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SSRF_DIST_BACKEND": "gloo"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SSRF_DIST_BACKEND": "gloo", **env_extra}
     proc = subprocess.run([*cmd, *extra], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -83,14 +94,7 @@ def test_one_process_in_a_forced_group_matches_a_plain_run(prepared, tmp_path):
     one-GPU machine runs on NCCL): the same numbers as a plain run, and results.json names the backend."""
     plain, grouped = tmp_path / "plain", tmp_path / "grouped"
     _train(prepared, plain, 1, 1)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1"]
-    cmd += ["-m", "ssrf", "train", "--data", str(prepared), "--model", "sasrec", "--loss", "ce"]
-    cmd += ["--epochs", "1", "--device", "cpu", "--out", str(grouped)]
-    for s in SETS:
-        cmd += ["--set", s]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SSRF_DIST_BACKEND": "gloo", "SSRF_DIST_FORCE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _train(prepared, grouped, 1, 1, torchrun=True, SSRF_DIST_FORCE="1")
     r1, r2 = (json.loads((r / "results.json").read_text()) for r in (plain, grouped))
     assert r1["process_group"] is None and r2["process_group"] == "gloo" and r2["processes"] == 1
     assert _epochs(plain)[0]["loss"] == pytest.approx(_epochs(grouped)[0]["loss"], rel=1e-5)
