@@ -152,12 +152,21 @@ def main() -> None:
         default="",
         help="configuration names (a,b,...), or a round (round2, round3, round4, zoo, ctr); default all",
     )
-    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of every configuration")
+    ap.add_argument(
+        "--seeds",
+        default="1",
+        help="N: seeds 0..N-1 of every configuration; or a list (1,2) to add seeds to an earlier run",
+    )
     ap.add_argument(
         "--set", dest="sets", action="append", default=[], help="an override for every configuration (last)"
     )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "beauty_sweep")
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: make the table from the logs in --out (every seed's <config>#s<seed>.log)",
+    )
     args = ap.parse_args()
 
     names = [n for n in args.only.split(",") if n] or list(CONFIGS)
@@ -166,6 +175,17 @@ def main() -> None:
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         sys.exit(f"unknown configuration(s): {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
+    if args.report:
+        done = {
+            log.stem: _result(log, 0)
+            for name in names
+            for log in sorted(args.out.glob(f"{name}*.log"))
+            if log.stem == name or log.stem.startswith(f"{name}#s")
+        }
+        if not done:
+            sys.exit(f"no logs of {', '.join(names)} in {args.out}")
+        _table(names, done, args.max_seconds)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     from beauty import BEAUTY  # the same default data as beauty.py
     from ssrf import pipeline
@@ -173,7 +193,8 @@ def main() -> None:
 
     pipeline.prepare([args.data or BEAUTY], "s3rec", PrepareConfig(split="loo"))  # once, before the workers
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    jobs = [f"{n}#s{seed}" if args.seeds > 1 else n for n in names for seed in range(args.seeds)]
+    seeds = [int(s) for s in args.seeds.split(",")] if "," in args.seeds else list(range(int(args.seeds)))
+    jobs = [f"{n}#s{seed}" if seeds != [0] else n for n in names for seed in seeds]
     pending, running, done = list(jobs), {}, {}
     t0 = time.perf_counter()
     while pending or running:
@@ -200,14 +221,23 @@ def main() -> None:
             if proc.poll() is not None:
                 log.close()
                 del running[job]
-                lines = (args.out / f"{job}.log").read_text().strip().splitlines()
-                try:
-                    done[job] = json.loads(lines[-1]) if proc.returncode == 0 else {"error": lines[-3:]}
-                except (json.JSONDecodeError, IndexError):
-                    done[job] = {"error": lines[-3:]}
+                done[job] = _result(args.out / f"{job}.log", proc.returncode)
                 elapsed = time.perf_counter() - t0
                 print(f"[{elapsed:.0f} s] {job} finished (rc {proc.returncode})", flush=True)
+    _table(names, done, args.max_seconds)
 
+
+def _result(log: Path, returncode: int) -> dict:
+    """A run's figures: the last line of its log (beauty.py's JSON), or the error it ended with."""
+    lines = log.read_text().strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if returncode == 0 else {"error": lines[-3:]}
+    except (json.JSONDecodeError, IndexError):
+        return {"error": lines[-3:]}
+
+
+def _table(names: list[str], done: dict[str, dict], max_seconds: float) -> None:
+    """One row per configuration over its seeds (mean ± std), then the JSON line."""
     keys = ("hr@10", "ndcg@10", "hr@20", "ndcg@20")
     print("\n| configuration | " + " | ".join(keys) + " | epochs | s/epoch | train s | test eval s |")
     print("|---|" + "---|" * (len(keys) + 4))
@@ -236,7 +266,7 @@ def main() -> None:
         epochs = ", ".join(str(int(r["epochs_run"]["mean"])) for r in runs)
         times = f"{figures['seconds_per_epoch'][0]:.1f} | {figures['train_seconds'][0]:.0f} | "
         print(f"| {name} | {cells} | {epochs} | {times}{figures['test_eval_seconds'][0]:.1f} |")
-    print(json.dumps({"benchmark": "beauty_sweep", "max_seconds": args.max_seconds, "results": summary}))
+    print(json.dumps({"benchmark": "beauty_sweep", "max_seconds": max_seconds, "results": summary}))
 
 
 if __name__ == "__main__":
