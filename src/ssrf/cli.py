@@ -185,7 +185,9 @@ def _torchrun(nproc: int) -> int:
 def train(
     data: Annotated[list[Path], typer.Option("--data", help="raw file(s) or a prepared folder")],
     fmt: FormatOpt = "taobao",
-    model: Annotated[str | None, typer.Option(help="ssrf, ssrf-uc, ssrf-o")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="a registered model (`ssrf models` lists them); default ssrf")
+    ] = None,
     config: ConfigOpt = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
