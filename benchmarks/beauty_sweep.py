@@ -175,6 +175,11 @@ def main() -> None:
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         sys.exit(f"unknown configuration(s): {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
+    try:
+        listed = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        ap.error(f"--seeds {args.seeds!r}: a count (3) or a list of seeds (1,2)")
+    seeds = listed if "," in args.seeds else list(range(listed[0] if listed else 1))
     if args.report:
         done = {
             log.stem: _result(log, 0)
@@ -193,7 +198,6 @@ def main() -> None:
 
     pipeline.prepare([args.data or BEAUTY], "s3rec", PrepareConfig(split="loo"))  # once, before the workers
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    seeds = [int(s) for s in args.seeds.split(",")] if "," in args.seeds else list(range(int(args.seeds)))
     jobs = [f"{n}#s{seed}" if seeds != [0] else n for n in names for seed in seeds]
     pending, running, done = list(jobs), {}, {}
     t0 = time.perf_counter()

@@ -17,8 +17,8 @@ def _log(path: Path, hr10: float, epochs: int) -> None:
     path.write_text("epoch lines\n" + json.dumps(figures) + "\n")
 
 
-def _report(out: Path, only: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "beauty_sweep.py"), "--report", "--only", only]
+def _report(out: Path, only: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "beauty_sweep.py"), "--report", "--only", only, *extra]
     return subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=60)
 
 
@@ -42,3 +42,5 @@ def test_report_names_a_failed_run_and_refuses_an_empty_folder(tmp_path):
     assert "| fm-bce | failed:" in failed.stdout and "boom" in failed.stdout
     empty = _report(tmp_path, "nfm-bce")
     assert empty.returncode != 0 and "no logs of nfm-bce" in empty.stderr
+    bad = _report(tmp_path, "fm-bce", "--seeds", "1,x")
+    assert bad.returncode == 2 and "--seeds '1,x'" in bad.stderr
