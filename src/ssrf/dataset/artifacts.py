@@ -31,7 +31,8 @@ from ssrf.dataset.vocab import Vocab
 from ssrf.io.schema import REASONS, TS, USER, RawLog
 
 log_ = logging.getLogger(__name__)
-ARTIFACT_VERSION = 1  # bump when the folder's layout or the cleaning rules change
+ARTIFACT_VERSION = 2  # bump when the folder's layout or the cleaning rules change (2: leak-free temporal)
+LATER_REASONS = ("unseen_user", "unseen_item")  # validation/test events the training period cannot know
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,19 @@ def prepare_dataset(
     with _parse_errors(log):
         events, dropped = P.clean(log, cfg)
     n_clean = events.height
-    events = P.sample_users(events, cfg.sample_users, cfg.seed)
+    protocol = cfg.resolved_split(log.format)
+    leak_free = protocol == "temporal" and cfg.fit_on == "train"
+    cuts = P.temporal_cuts(events.get_column(TS), cfg) if leak_free and n_clean else None
+    events = P.sample_users(events, cfg.sample_users, cfg.seed, before=cuts[0] if cuts else None)
     dropped["sampled_out"] = n_clean - events.height
     n_sampled = events.height
-    # P.k_core, but filtering a column at a time (we own `events`): one frame in memory, not two
-    events = P.filter_in_place(events, P.k_core_mask(events, cfg.min_user_events, cfg.min_item_events))
-    dropped["k_core"] = n_sampled - events.height
+    period_drops: dict[str, int] = {}
+    if cuts is not None:  # k-core and vocabularies from the training period; later unknowns dropped
+        events, fit_drops, period_drops = P.fit_on_training_period(events, cfg, *cuts)
+        dropped.update(fit_drops)
+    else:  # P.k_core, but filtering a column at a time (we own `events`): one frame in memory, not two
+        events = P.filter_in_place(events, P.k_core_mask(events, cfg.min_user_events, cfg.min_item_events))
+        dropped["k_core"] = n_sampled - events.height
     if events.height == 0:
         raise DataError(
             "no events left after cleaning and k-core filtering "
@@ -126,9 +134,9 @@ def prepare_dataset(
         )
     with _parse_errors(log):
         item_context = log.item_context.collect() if log.item_context is not None else None
-    events, items, vocab = P.remap(events, log, item_context)
-    protocol = cfg.resolved_split(log.format)
-    events, split_info = P.split(events, protocol, cfg, source=", ".join(log.paths))
+    events, items, vocab = P.remap(events, log, item_context, context_before=cuts[0] if cuts else None)
+    events, split_info = P.split(events, protocol, cfg, source=", ".join(log.paths), cuts=cuts)
+    split_info.update(period_drops)
     events = events.select("user", "item", "ts", "behavior", "split")
     meta = {
         "format": log.format,
@@ -139,7 +147,8 @@ def prepare_dataset(
         "split": protocol,
         "split_info": split_info,
         "rows_read": n_clean + sum(v for k, v in dropped.items() if k in REASONS),
-        "dropped": {r: dropped.get(r, 0) for r in (*REASONS, "sampled_out", "k_core")},
+        "dropped": {r: dropped.get(r, 0) for r in (*REASONS, "sampled_out", "k_core", *LATER_REASONS)},
+        "fit_on": cfg.fit_on if protocol == "temporal" else "all",
         "has_behavior": log.behaviors is not None or vocab["behavior"] != ["interaction"],
         "fields": [c for c in items.columns if c != "item"],
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -6,6 +6,13 @@
 - `out_of_window`: a timestamp outside the dataset's collection window (Taobao: 2017-11-25..12-03, UTC+8);
 - `duplicate`: an exact repeat of an earlier event (same user, item, time, behaviour and context).
 Then, also counted: `sampled_out` (seeded user sampling) and `k_core` (iterated k-core filtering).
+
+The temporal split is leak-free by default (`fit_on = "train"`): the time cuts are fixed first, k-core
+filtering, the vocabularies and the items' event-level context see the training period only, and a later
+(validation or test) event whose user or item the training period does not know is dropped and counted
+(`unseen_user`, `unseen_item`, split by period in the split info). `fit_on = "all"` is the earlier
+protocol (k-core and vocabularies over the whole log, test period included), kept only to show its
+artefact: filtering on future activity makes popularity anti-predictive.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from ssrf.core import DataError
 from ssrf.io.schema import BEHAVIOR, FILE, ITEM, LINE, REASON, TS, USER, RawLog
 
 SPLITS = ("temporal", "loo")
+FIT_ON = ("train", "all")
 TRAIN, VALID, TEST = 0, 1, 2
 ORDER = "_order"
 
@@ -33,6 +41,8 @@ class PrepareConfig:
     min_item_events: int = 5  # k-core: items need at least this many events
     sample_users: int | None = None  # keep a seeded random sample of this many users (before k-core)
     seed: int = 0  # seed of the user sample
+    fit_on: str = "train"  # temporal: what k-core and vocabularies see: "train" (the training period,
+    # leak-free) or "all" (the whole log, test period included: the old protocol, it leaks; see above)
     window: tuple[int, int] | None = None  # valid [start, end) unix seconds; overrides the format's window
     strict: bool = False  # the first dirty row is an error instead of a counted drop
 
@@ -43,6 +53,8 @@ class PrepareConfig:
             raise DataError("need 0 < test_frac, 0 <= valid_frac and test_frac + valid_frac < 1")
         if self.min_user_events < 1 or self.min_item_events < 1:
             raise DataError("k-core thresholds must be >= 1")
+        if self.fit_on not in FIT_ON:
+            raise DataError(f"fit_on must be one of {', '.join(FIT_ON)}; got {self.fit_on!r}")
 
     def resolved_split(self, fmt: str) -> str:
         if self.split != "auto":
@@ -113,13 +125,16 @@ def filter_in_place(df: pl.DataFrame, keep: pl.Series) -> pl.DataFrame:
     return pl.DataFrame([df.drop_in_place(c).filter(keep).rechunk() for c in df.columns])
 
 
-def sample_users(df: pl.DataFrame, n: int | None, seed: int) -> pl.DataFrame:
+def sample_users(df: pl.DataFrame, n: int | None, seed: int, before: int | None = None) -> pl.DataFrame:
+    """A seeded sample of `n` users with all their events; with `before`, drawn among the users with an
+    event before that time (the training period), so that no sampled user lacks a history."""
     if n is None:
         return df
-    users = df.get_column(USER).unique().sort()
-    if n >= users.len():
+    pool = df if before is None else df.select(USER, TS).filter(pl.col(TS) < before)
+    users = pool.get_column(USER).unique().sort()
+    if n >= users.len() and before is None:
         return df
-    keep = users.sample(n, seed=seed, shuffle=True)
+    keep = users.sample(min(n, users.len()), seed=seed, shuffle=True)
     return df.filter(pl.col(USER).is_in(keep.implode()))
 
 
@@ -189,19 +204,22 @@ def _dense_strings(raw: pl.Series) -> tuple[pl.Series, list[str]]:
 
 
 def remap(
-    df: pl.DataFrame, log: RawLog, item_context: pl.DataFrame | None
+    df: pl.DataFrame, log: RawLog, item_context: pl.DataFrame | None, context_before: int | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, list[str]]]:
     """Contiguous ids for users, items, behaviours and every context value.
 
+    Event-level context is read from the events before `context_before` only (the training period of the
+    leak-free temporal split), so no later event decides an item's category.
     Returns (events [user, item, ts, behavior, _order], items [item, <field>: List(Int32)], vocabularies)."""
     vocab: dict[str, list[str]] = {}
     # Static item fields, plus event-level fields reduced to the value in force at the item's last event.
     fields: dict[str, pl.DataFrame] = {}
+    seen = pl.lit(True) if context_before is None else pl.col(TS) < context_before
     for f in log.context_fields:
         fields[f] = (  # the value at each item's last event, without sorting (a copy of) the whole frame
             df.lazy()
             .select(ITEM, f, TS, ORDER)
-            .filter(pl.col(f).is_not_null())
+            .filter(pl.col(f).is_not_null() & seen)
             .group_by(ITEM)
             .agg(pl.col(f).sort_by([TS, ORDER]).last())
             .with_columns(pl.concat_list(f).alias(f))
@@ -246,15 +264,57 @@ def _floor(x: float) -> int:
     return math.floor(x + 1e-9)
 
 
+def temporal_cuts(ts: pl.Series, cfg: PrepareConfig) -> tuple[int, int]:
+    """(cut_valid, cut_test): the times at which the last `valid_frac + test_frac` and the last
+    `test_frac` of the events (by time) begin."""
+    ts = ts.sort()
+    n = ts.len()
+    if n == 0:
+        raise DataError("no events to split")
+    cut_valid = ts[min(n - 1, _floor(n * (1 - cfg.test_frac - cfg.valid_frac)))]
+    cut_test = ts[min(n - 1, _floor(n * (1 - cfg.test_frac)))]
+    return int(cut_valid), int(cut_test)
+
+
+def fit_on_training_period(
+    df: pl.DataFrame, cfg: PrepareConfig, cut_valid: int, cut_test: int
+) -> tuple[pl.DataFrame, dict[str, int], dict[str, int]]:
+    """The leak-free temporal filter: k-core over the training period (before `cut_valid`) only; later
+    events kept only where the training period knows their user and item.
+
+    Returns (events, dropped {k_core, unseen_user, unseen_item}, the same drops split by period)."""
+    train = (df.get_column(TS) < cut_valid).rechunk()
+    ids = df.select(USER, ITEM).filter(train)
+    kept = ids.filter(k_core_mask(ids, cfg.min_user_events, cfg.min_item_events))
+    users, items = kept.get_column(USER).unique(), kept.get_column(ITEM).unique()
+    known_user = df.get_column(USER).is_in(users.implode())
+    known_item = df.get_column(ITEM).is_in(items.implode())
+    later = ~train
+    period = pl.select(pl.when(df.get_column(TS) >= cut_test).then(pl.lit("test")).otherwise(pl.lit("valid")))
+    period = period.to_series()
+    dropped = {"k_core": int(train.sum()) - kept.height}
+    by_period: dict[str, int] = {}
+    no_user = later & ~known_user
+    no_item = later & known_user & ~known_item
+    for reason, rows in (("unseen_user", no_user), ("unseen_item", no_item)):
+        dropped[reason] = int(rows.sum())
+        for p in ("valid", "test"):
+            by_period[f"{p}_{reason}"] = int((rows & (period == p)).sum())
+    keep = known_user & known_item  # (a training row survives k-core exactly when both are known)
+    return filter_in_place(df, keep), dropped, by_period
+
+
 def split(
-    df: pl.DataFrame, protocol: str, cfg: PrepareConfig, source: str | None = None
+    df: pl.DataFrame,
+    protocol: str,
+    cfg: PrepareConfig,
+    source: str | None = None,
+    cuts: tuple[int, int] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Add a `split` column (0 train, 1 valid, 2 test). `df` is sorted by user, time, input order."""
+    """Add a `split` column (0 train, 1 valid, 2 test). `df` is sorted by user, time, input order.
+    Temporal: at `cuts` (cut_valid, cut_test) when given, else at the quantiles of `df`'s own times."""
     if protocol == "temporal":
-        ts = df.get_column(TS).sort()
-        n = ts.len()
-        cut_valid = ts[min(n - 1, _floor(n * (1 - cfg.test_frac - cfg.valid_frac)))]
-        cut_test = ts[min(n - 1, _floor(n * (1 - cfg.test_frac)))]
+        cut_valid, cut_test = cuts if cuts is not None else temporal_cuts(df.get_column(TS), cfg)
         df = df.with_columns(
             pl.when(pl.col(TS) >= cut_test)
             .then(TEST)

@@ -110,5 +110,14 @@ class Sequences:
     def all_items(self, users: np.ndarray) -> list[np.ndarray]:
         return [np.unique(self.items[self.ptr[u] : self.ptr[u + 1]]) for u in users]
 
+    def items_through(self, users: np.ndarray, split: int) -> list[np.ndarray]:
+        """The distinct items of each user's events up to and including the `split` period (validation
+        never sees the test period's items)."""
+        out = []
+        for u in users:
+            lo, hi = self.ptr[u], self.ptr[u + 1]
+            out.append(np.unique(self.items[lo:hi][self.split[lo:hi] <= split]))
+        return out
+
 
 __all__ = ["TEST", "TRAIN", "VALID", "Sequences"]

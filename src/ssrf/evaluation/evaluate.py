@@ -6,8 +6,16 @@
   ranking over all items; Pre@K, Rec@K (eq. 16-17), NDCG@K over the set, and AUC (eq. 14, exact over every
   item the user never touched).
 Sampled candidates (the target against N items the user never touched, drawn uniformly) are used only
-when `candidates` is set. Items already in the user's history are masked from the ranking when
-`mask_history` is set (the evaluated items themselves never are); the flag is recorded in every result.
+when `candidates` is set. With `mask_history` every item of the user's history (the events before the
+evaluated period) is removed from the ranking, whether or not it is also a target: the mask never looks at
+the labels, so a repeated target counts as a miss. The flag is recorded in every result.
+
+Repeat and novel positives: a positive the user already had before the evaluated period is a repeat, any
+other a novel one. Every metric is also reported on each kind alone (`<metric>_repeat`, `<metric>_novel`,
+over the users with at least one positive of that kind; the ranking is the same), with `repeat_share`, the
+share of all (user, positive item) pairs that are repeats. "Touched" items (never negatives of the AUC,
+never sampled as candidates) are the user's items up to the end of the evaluated period, so validation
+never looks into the test period.
 Only one batch of users x items scores is ever in memory.
 """
 
@@ -25,6 +33,7 @@ from ssrf.models.base import SequentialRecommender
 from ssrf.training import distributed
 
 SPLIT_IDS = {"valid": VALID, "test": TEST}
+KINDS = ("repeat", "novel")  # positives the user had before the evaluated period, and the others
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +77,25 @@ def set_ndcg_at_k(scores: torch.Tensor, relevant: torch.Tensor, k: int) -> torch
     return torch.where(n_rel > 0, dcg / ideal, torch.full_like(dcg, float("nan")))
 
 
+def _ranks_masked_last(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`metrics.target_ranks`, where a masked (-inf) target ranks last (C): a miss at every cut-off."""
+    masked = scores.gather(1, target[:, None]).squeeze(1) == float("-inf")
+    if not bool(masked.any()):
+        return M.target_ranks(scores, target)
+    rows = torch.arange(len(target), device=scores.device)
+    lifted = scores.clone()
+    lifted[rows[masked], target[masked]] = 0.0  # any finite score: these rows' ranks are replaced below
+    return torch.where(masked, scores.shape[1], M.target_ranks(lifted, target))
+
+
+def _with_kinds(
+    values: torch.Tensor, rows: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(values, {kind: values on that kind's rows, NaN elsewhere}) for one-target (leave-one-out) metrics."""
+    nan = torch.full_like(values, float("nan"))
+    return values, {k: torch.where(r, values, nan) for k, r in rows.items()}
+
+
 @torch.inference_mode()
 def evaluate(
     model: SequentialRecommender,
@@ -91,18 +119,21 @@ def evaluate(
     users, ends, starts = (a[dist.rank :: dist.world] for a in (users, ends, starts))
     mask_history = cfg.masking(protocol)
     model.eval()
-    names = (["auc"] if cfg.auc else []) + (
+    base = (["auc"] if cfg.auc else []) + (
         [f"{m}@{k}" for k in cfg.ks for m in ("hr", "ndcg")] + ["mrr"]
         if protocol == "loo"
         else [f"{m}@{k}" for k in cfg.ks for m in ("pre", "rec", "ndcg")]
     )
+    names = [*base, "repeat_share", *(f"{m}_{kind}" for kind in KINDS for m in base)]
     sums: dict[str, float] = dict.fromkeys(names, 0.0)
     counts: dict[str, int] = dict.fromkeys(names, 0)
 
-    def add(name: str, values: torch.Tensor) -> None:
-        ok = ~torch.isnan(values)
-        sums[name] = sums.get(name, 0.0) + float(values[ok].sum())
-        counts[name] = counts.get(name, 0) + int(ok.sum())
+    def add(name: str, values: torch.Tensor, kinds: dict[str, torch.Tensor]) -> None:
+        """Per-user values of `name`, and of each kind's variant over the rows `kinds[kind]` computed."""
+        for key, v in ((name, values), *((f"{name}_{k}", rows) for k, rows in kinds.items())):
+            ok = ~torch.isnan(v)
+            sums[key] += float(v[ok].sum())
+            counts[key] += int(ok.sum())
 
     width = seqs.n_items + 1
     step = max(1, min(cfg.batch_size, cfg.max_scores // width))
@@ -114,30 +145,40 @@ def evaluate(
         scores[:, 0] = float("-inf")
         relevant_rows = [seqs.items[[i]] for i in e] if protocol == "loo" else seqs.period_items(u, sid)
         relevant = item_mask(relevant_rows, width, scores.device)
+        history = item_mask(seqs.items_before(u, e), width, scores.device)
+        positives = {"repeat": relevant & history, "novel": relevant & ~history}
+        sums["repeat_share"] += float(positives["repeat"].sum())
+        counts["repeat_share"] += int(relevant.sum())
+        touched = seqs.items_through(u, sid)
         if cfg.auc:
-            touched = item_mask(seqs.all_items(u), width, scores.device)
-            negative = ~touched
+            negative = ~item_mask(touched, width, scores.device)
             negative[:, 0] = False
-            add("auc", M.auc(scores, relevant, negative))
-        if mask_history:
-            seen = item_mask(seqs.items_before(u, e), width, scores.device) & ~relevant
-            scores = scores.masked_fill(seen, float("-inf"))
+            add(
+                "auc",
+                M.auc(scores, relevant, negative),
+                {k: M.auc(scores, p, negative) for k, p in positives.items()},
+            )
+        if mask_history:  # label-independent: a history item is masked even when it is a target
+            scores = scores.masked_fill(history, float("-inf"))
         if cfg.candidates:
-            keep = sample_candidates(seqs.all_items(u), width, cfg.candidates, gen, scores.device) | relevant
+            keep = sample_candidates(touched, width, cfg.candidates, gen, scores.device) | relevant
             scores = scores.masked_fill(~keep, float("-inf"))
         if protocol == "loo":
             target = torch.from_numpy(seqs.items[e]).to(scores.device)
-            ranks = M.target_ranks(scores, target)
+            ranks = _ranks_masked_last(scores, target)
+            is_kind = {k: p.any(1) for k, p in positives.items()}  # [B]: the target is of that kind
             for k in cfg.ks:
-                add(f"hr@{k}", M.hit_rate_at_k(ranks, k))
-                add(f"ndcg@{k}", M.ndcg_at_k(ranks, k))
-            add("mrr", M.mrr(ranks))
+                add(f"hr@{k}", *_with_kinds(M.hit_rate_at_k(ranks, k), is_kind))
+                add(f"ndcg@{k}", *_with_kinds(M.ndcg_at_k(ranks, k), is_kind))
+            add("mrr", *_with_kinds(M.mrr(ranks), is_kind))
         else:
             for k in cfg.ks:
                 pre, rec = M.precision_recall_at_k(scores, relevant, k)
-                add(f"pre@{k}", pre)
-                add(f"rec@{k}", rec)
-                add(f"ndcg@{k}", set_ndcg_at_k(scores, relevant, k))
+                by_kind = {kind: M.precision_recall_at_k(scores, p, k) for kind, p in positives.items()}
+                add(f"pre@{k}", pre, {kind: v[0] for kind, v in by_kind.items()})
+                add(f"rec@{k}", rec, {kind: v[1] for kind, v in by_kind.items()})
+                ndcg = {kind: set_ndcg_at_k(scores, p, k) for kind, p in positives.items()}
+                add(f"ndcg@{k}", set_ndcg_at_k(scores, relevant, k), ndcg)
     if dist.active:
         reduced = dist.sum([sums[k] for k in names] + [float(counts[k]) for k in names])
         sums = dict(zip(names, reduced[: len(names)], strict=True))

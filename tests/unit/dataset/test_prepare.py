@@ -8,7 +8,7 @@ import pytest
 
 from ssrf.core import DataError
 from ssrf.dataset import prepare as P
-from ssrf.dataset.artifacts import prepare_dataset
+from ssrf.dataset.artifacts import LATER_REASONS, prepare_dataset
 from ssrf.io import GenericMapping, read
 from ssrf.io.schema import REASONS
 
@@ -27,7 +27,7 @@ def _write(path, text: str):
 
 def _dropped(**counts: int) -> dict[str, int]:
     """meta["dropped"]: every reason, zero unless given."""
-    return dict.fromkeys((*REASONS, "sampled_out", "k_core"), 0) | counts
+    return dict.fromkeys((*REASONS, "sampled_out", "k_core", *LATER_REASONS), 0) | counts
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -323,9 +323,63 @@ def test_diginetica_end_to_end(tiny, tmp_path):
     ]
 
 
-def test_generic_end_to_end_ids_and_temporal_split(tiny, tmp_path):
+def test_generic_end_to_end_leak_free_temporal_split(tiny, tmp_path):
+    """The default temporal split fixes the cuts on the clean log, then learns ids and context from the
+    training period only: carol has no training event, so her valid and test events are dropped."""
     log = read("generic", [tiny / "generic.csv"], GenericMapping.from_toml(tiny / "generic_mapping.toml"))
     data = prepare_dataset(log, P.PrepareConfig(**ALL), root=tmp_path)
+
+    # 10 events at 1..8, 8, 10 s: cut_valid = ts[int(10 * 0.6)] = 7, cut_test = ts[int(10 * 0.7)] = 8;
+    # training = alice's 4 events and bob's 2 (t < 7)
+    assert data.vocabs["user"].raw == ("<pad>", "bob", "alice")
+    assert data.vocabs["item"].raw == ("<pad>", "fig", "pear", "apple")
+    # shops from training events only: apple s1 (t=3), pear s2 (t=5), fig s2 (t=6); s3 first shows at t=8
+    assert data.vocabs["field:shop"].raw == ("<pad>", "s1", "s2")
+    assert data.items.rows() == [(1, [2]), (2, [2]), (3, [1])]
+    assert data.meta["dropped"] == _dropped(unseen_user=2)
+    assert data.meta["fit_on"] == "train"
+    assert data.meta["split_info"] == {
+        "cut_valid": 7,
+        "cut_test": 8,
+        "test_users": 2,
+        "train_events": 6,
+        "valid_events": 0,
+        "test_events": 2,
+        "valid_unseen_user": 1,  # carol's apple at 7
+        "valid_unseen_item": 0,
+        "test_unseen_user": 1,  # carol's fig at 10
+        "test_unseen_item": 0,
+    }
+    assert data.events.rows() == [
+        (1, 2, 5, 2, 0),  # bob
+        (1, 1, 6, 1, 0),
+        (1, 3, 8, 2, 2),
+        (2, 3, 1, 2, 0),  # alice
+        (2, 2, 2, 2, 0),
+        (2, 3, 3, 1, 0),
+        (2, 1, 4, 2, 0),
+        (2, 2, 8, 2, 2),
+    ]
+
+
+def test_leak_free_split_drops_later_events_on_items_the_training_period_lacks(tmp_path):
+    """k-core counts training events only: item j has 2 events, both in the test period."""
+    rows = "".join(f"u{u},i{t % 2},{t}\n" for u in range(3) for t in range(1, 8))  # 21 events, t 1..7
+    rows += "u0,j,9\nu1,j,9\n"
+    data = prepare_dataset(
+        _generic(_write(tmp_path / "s.csv", "user,item,ts\n" + rows)),
+        P.PrepareConfig(min_user_events=2, min_item_events=2, valid_frac=0.0, test_frac=0.3),
+        root=tmp_path / "out",
+    )
+    assert "j" not in data.vocabs["item"].raw
+    assert data.meta["dropped"]["unseen_item"] == 2
+    assert data.meta["split_info"]["test_unseen_item"] == 2
+
+
+def test_generic_end_to_end_temporal_split_on_the_whole_log(tiny, tmp_path):
+    """fit_on="all", the earlier protocol: ids, context and the cut quantiles over every period."""
+    log = read("generic", [tiny / "generic.csv"], GenericMapping.from_toml(tiny / "generic_mapping.toml"))
+    data = prepare_dataset(log, P.PrepareConfig(fit_on="all", **ALL), root=tmp_path)
 
     # ids sort by length, then value (numeric ids in numeric order); string ids follow the same rule
     assert data.vocabs["user"].raw == ("<pad>", "bob", "alice", "carol")
