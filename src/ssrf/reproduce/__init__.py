@@ -6,21 +6,30 @@ writes a report.
     print(summary.report)                                 # reports/reproduction/REPORT.md
 
 Parts, in the order they run (a run several parts need is trained once):
-- table1    prepare every dataset (Table I, dropped rows by reason); nothing is trained.
-- table2    the paper's models (its seven CTR baselines, those in the registry, and SSRF) on every temporal
-            dataset, the paper's loss weights (strongest behaviour 10, others 1), over `plan.seeds`.
-- ablation  SSRF, SSRF-UC, SSRF-O, same settings and seeds (figures 4-5).
-- sweep     the Table II models at every loss weight of the strongest behaviour, first seed (figures 2-3).
+- table1    prepare every dataset (Table I, dropped rows by reason); nothing is trained. Temporal datasets
+            use the leak-free split (k-core and vocabularies from the training period only).
+- tune      the learning-rate grid (`plan.lrs`): every trained Table II row on the first seed, each run to
+            early stopping on validation AUC; the rate with the best validation AUC is kept. Ablations
+            inherit their parent's rate. Test metrics play no part in it.
+- table2    the reference rows (random, popularity, the repeat rule), the paper's seven CTR baselines, SSRF
+            as published (untied output, bce with 3 negatives) and SSRF as we train it best (tied, full
+            softmax), the paper's loss weights (strongest behaviour 10, others 1), over `plan.seeds`.
+- ablation  the 2x2 of tied/untied x bce/ce, SSRF-UC and SSRF-O, same settings and seeds (figures 4-5).
+- sweep     the Table II rows at every loss weight of the strongest behaviour, first seed (figures 2-3).
+- legacy    the reference rows under the old protocol (k-core over the whole log), to show its artefact.
 - beauty    Amazon Beauty, leave-one-out, full ranking, a small epoch budget (the standard benchmark).
 
 Runs are content-addressed: the folder `<runs>/<dataset>-<model>-s<seed>-<hash>` is named by a hash of the
 prepared dataset's key (itself a hash of the input files and the preparation options), the model and the
-whole run config (seed included). A folder with `results.json` is reused as it is; a folder without it is
-an interrupted run, continued with `resume`. So running the same command again continues where it stopped.
+whole run config (seed and learning rate included). A folder with `results.json` is reused as it is; a
+folder without it is an interrupted run, continued with `resume`. So running the same command again
+continues where it stopped.
 
-The plan (epochs, seeds, loss weights, which models run on Beauty) follows from `budget_minutes` through a
-cost model of seconds per epoch measured on this project's 2-core machine (`COST`); `quick` is the smoke
-plan (about 5 minutes): every section of the report, but too few epochs and seeds to conclude anything.
+Runs stop by patience (`plan.epochs` is a cap far above where they stop; the report counts the runs that
+reached it). The plan (grid, loss weights, which models run on Beauty) follows from `budget_minutes`
+through a cost model of seconds per epoch measured on this project's 2-core machine (`COST`); `quick` is
+the smoke plan (a few minutes): every section of the report, but a 2-epoch cap and too few seeds to
+conclude anything.
 """
 
 from __future__ import annotations
@@ -46,7 +55,6 @@ from tqdm import tqdm
 from ssrf import pipeline
 from ssrf.core import DataError
 from ssrf.dataset.artifacts import Prepared
-from ssrf.dataset.prepare import PrepareConfig
 from ssrf.evaluation.evaluate import EvalConfig
 from ssrf.models import REGISTRY
 from ssrf.reports import reproduction as R
@@ -55,11 +63,46 @@ from ssrf.training.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 
-PAPER_MODELS = ("fm", "wide_deep", "nfm", "deepfm", "dcn", "din", "autoint", "ssrf")  # Table II, in order
-ABLATIONS = ("ssrf", "ssrf-uc", "ssrf-o")
+CTR_MODELS = ("fm", "wide_deep", "nfm", "deepfm", "dcn", "din", "autoint")  # the paper's baselines
+REFERENCES = ("random", "pop", "repeat")  # reference rows: chance, training popularity, the repeat rule
+PAPER_MODELS = (*CTR_MODELS, "ssrf")  # Table II as printed, in order
+TABLE2 = (*REFERENCES, *CTR_MODELS, "ssrf", "ssrf-best")  # our Table II
+ABLATIONS = ("ssrf", "ssrf-uc", "ssrf-o")  # figures 4-5
 SEQUENTIAL = ("pop", "gru4rec", "caser", "cosrec", "sasrec", "fdsa", "ssrf", "ssrf-uc", "ssrf-o")
 PAPER_WEIGHT = 10.0  # the paper's 3.4: loss weights 1:1:10, the strongest behaviour weighted 10
-PARTS = ("table1", "table2", "ablation", "sweep", "beauty")
+PARTS = ("table1", "tune", "table2", "ablation", "sweep", "beauty", "legacy")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A row of the report: a registered model with options and a loss. `parent`: the variant whose
+    selected learning rate it inherits (the ablations), instead of a tuning of its own."""
+
+    model: str
+    options: tuple[tuple[str, Any], ...] = ()
+    loss: str | None = None  # None: the plan's loss (the paper's bce)
+    parent: str | None = None
+    label: str = ""
+
+
+VARIANTS: dict[str, Variant] = {
+    "ssrf": Variant("ssrf", label="SSRF (paper: untied, bce)"),
+    "ssrf-best": Variant("ssrf", (("tie_output", True),), "ce", label="SSRF (best: tied, ce)"),
+    "ssrf-tied-bce": Variant("ssrf", (("tie_output", True),), "bce", "ssrf", "SSRF tied, bce"),
+    "ssrf-untied-ce": Variant("ssrf", (), "ce", "ssrf-best", "SSRF untied, ce"),
+    "ssrf-uc": Variant("ssrf-uc", parent="ssrf", label="SSRF-UC"),
+    "ssrf-o": Variant("ssrf-o", parent="ssrf", label="SSRF-O"),
+}
+SSRF_2X2 = ("ssrf", "ssrf-tied-bce", "ssrf-untied-ce", "ssrf-best")  # tied/untied x bce/ce
+
+
+def variant(name: str) -> Variant:
+    return VARIANTS.get(name) or Variant(name)
+
+
+def trains(name: str) -> bool:
+    """False for the reference rows: nothing to learn, so nothing to tune."""
+    return variant(name).model not in REFERENCES
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -70,15 +113,19 @@ class Plan:
     name: str  # quick, small, default, full
     datasets: tuple[str, ...] = ("taobao", "retailrocket", "diginetica")  # temporal datasets
     seeds: tuple[int, ...] = (0, 1, 2)  # Table II and the ablations (mean +- std over these)
-    epochs: int = 10  # most epochs of a temporal run (early stopping on validation AUC)
-    patience: int = 3  # validations without improvement before a run stops
-    weights: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0)  # loss weights of the strongest behaviour
-    models: tuple[str, ...] = PAPER_MODELS  # Table II (those missing from the registry are skipped)
-    sweep_models: tuple[str, ...] = PAPER_MODELS  # lines of figures 2-3
+    lrs: tuple[float, ...] = (1e-3, 3e-3)  # the tuning grid: every trained row of Table II runs each
+    # on the first seed, to early stopping, and keeps the one with the best validation metric
+    epochs: int = 200  # a cap far above where runs stop: patience ends them (the report counts which)
+    patience: int = 5  # validations without improvement before a run stops
+    weights: tuple[float, ...] = (1.0, 5.0, 10.0, 20.0)  # loss weights of the strongest behaviour
+    models: tuple[str, ...] = TABLE2  # Table II (those missing from the registry are skipped)
+    ablations: tuple[str, ...] = (*SSRF_2X2[1:3], "ssrf-uc", "ssrf-o")  # at their parent's lr
+    sweep_models: tuple[str, ...] = TABLE2  # lines of figures 2-3
     beauty_models: tuple[str, ...] = SEQUENTIAL  # the standard benchmark's rows
     beauty_epochs: int = 1  # epochs of every Beauty run
     beauty_sample_users: int | None = None  # quick plan: a user sample of Beauty
     loss: str = "bce"  # the paper's eq. 13 (3 sampled negatives)
+    legacy: bool = True  # the reference rows also under the old protocol (k-core over the whole log)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -132,45 +179,44 @@ COST: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 
-EPOCH_SHARE = 0.75  # of the seconds at the epoch cap that runs used (early stopping): 0.747 in the 186
-# temporal runs of that reproduction
 BEAUTY_USERS = 22363
 
 
+EXPECTED_EPOCHS = 25  # epochs a temporal run takes before patience stops it (a planning guess)
+
+
 def run_cost(spec: RunSpec) -> float:
-    """Estimated seconds of one run: `EPOCH_SHARE` of its epoch cap (early stopping), at the measured cost
-    per epoch; a model not measured costs as the dataset's slowest."""
-    table = COST.get(spec.dataset, {})
-    per_epoch, test = table.get(spec.model) or table.get("*") or max(table.values(), default=(5.0, 1.0))
-    epochs = spec.epochs * EPOCH_SHARE if spec.epochs > 2 else spec.epochs
+    """Estimated seconds of one run at the measured cost per epoch (a model not measured costs as the
+    dataset's slowest); a reference row trains nothing and costs one evaluation."""
+    table = COST.get(spec.dataset.removesuffix(LEGACY), {})
+    model = variant(spec.model).model
+    per_epoch, test = table.get(model) or table.get("*") or max(table.values(), default=(5.0, 1.0))
+    if not trains(spec.model):
+        return test * 2 + 0.5
+    epochs = min(spec.epochs, EXPECTED_EPOCHS)
     return (per_epoch * epochs + test) * spec.cost_scale + 0.5  # + building the sequences and the model
 
 
 def candidate_plans() -> list[Plan]:
     """From the richest to the poorest; `plan_for` takes the first that fits the budget."""
     return [
-        Plan(name="full", epochs=20, beauty_epochs=2, beauty_models=(*SEQUENTIAL, *PAPER_MODELS[:-1])),
-        Plan(name="large", epochs=20, beauty_models=(*SEQUENTIAL, "fm", "deepfm", "dcn")),
-        Plan(name="default", epochs=15, beauty_models=(*SEQUENTIAL, "fm", "deepfm", "dcn")),
         Plan(
-            name="reduced",
-            epochs=10,
-            weights=(1.0, 5.0, 10.0, 20.0),
-            beauty_models=(*SEQUENTIAL, "fm", "deepfm"),
+            name="full",
+            lrs=(3e-4, 1e-3, 3e-3),
+            weights=(1.0, 2.0, 5.0, 10.0, 20.0),
+            beauty_epochs=2,
+            beauty_models=(*SEQUENTIAL, *CTR_MODELS),
         ),
-        Plan(
-            name="small",
-            epochs=5,
-            weights=(1.0, 10.0, 20.0),
-            beauty_models=("pop", "gru4rec", "sasrec", "ssrf", "fm"),
-        ),
+        Plan(name="default", beauty_models=("pop", "repeat", "sasrec", "ssrf")),
+        Plan(name="small", weights=(1.0, 10.0), beauty_models=("pop", "repeat")),
     ]
 
 
-QUICK = Plan(
+QUICK = Plan(  # a smoke test of every section: a 2-epoch cap, too short to conclude anything
     name="quick",
     seeds=(0, 1),
-    epochs=1,
+    lrs=(1e-3,),
+    epochs=2,
     patience=1,
     weights=(1.0, 10.0),
     beauty_models=("pop", "sasrec", "ssrf", "fm"),
@@ -189,67 +235,121 @@ def plan_for(budget_minutes: float, quick: bool = False) -> Plan:
     return plans[-1]
 
 
-def estimate_seconds(plan: Plan) -> float:
-    return sum(run_cost(r) for r in unique_runs(build_runs(plan)))
+def estimate_seconds(plan: Plan, jobs: int = 1) -> float:
+    runs = [*build_tuning(plan), *build_runs(plan, {})]
+    return sum(run_cost(r) for r in unique_runs(runs)) / max(jobs, 1)
 
 
 # ------------------------------------------------------------------------------------------------ runs
+
+
+LEGACY = "@old"  # dataset key suffix of the old protocol's preparation (k-core over the whole log)
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunSpec:
     part: str  # which part of the report asked for it first
     dataset: str  # DatasetSpec.key
-    model: str
+    model: str  # a variant name (VARIANTS) or a registered model
     seed: int
     weight: float | None  # loss weight of the strongest behaviour (None: one behaviour)
     epochs: int
     patience: int
     loss: str
+    lr: float = 1e-3
     cost_scale: float = 1.0  # share of the measured cost (a user sample of Beauty costs less)
 
-    def identity(self) -> tuple[str, str, int, float | None, int, int, str]:
-        return (self.dataset, self.model, self.seed, self.weight, self.epochs, self.patience, self.loss)
+    def identity(self) -> tuple:
+        return (
+            self.dataset,
+            self.model,
+            self.seed,
+            self.weight,
+            self.epochs,
+            self.patience,
+            self.loss,
+            self.lr,
+        )
 
 
-def build_runs(plan: Plan, available: Sequence[str] | None = None) -> list[RunSpec]:
-    """Every (part, run) the plan asks for, in execution order; models missing from `available` dropped."""
+def _spec(plan: Plan, part: str, ds: str, name: str, seed: int, weight: float | None, lr: float) -> RunSpec:
+    scale = 1.0
+    if ds == "beauty" and plan.beauty_sample_users:
+        scale = min(1.0, plan.beauty_sample_users / BEAUTY_USERS)
+    epochs = plan.beauty_epochs if ds == "beauty" else plan.epochs
+    return RunSpec(
+        part=part,
+        dataset=ds,
+        model=name,
+        seed=seed,
+        weight=weight,
+        epochs=epochs,
+        patience=plan.patience,
+        loss=variant(name).loss or plan.loss,
+        lr=lr,
+        cost_scale=scale,
+    )
+
+
+def _available(plan_models: Sequence[str], available: Sequence[str] | None) -> list[str]:
     have = set(REGISTRY if available is None else available)
+    return [m for m in plan_models if variant(m).model in have]
+
+
+def build_tuning(plan: Plan, available: Sequence[str] | None = None) -> list[RunSpec]:
+    """The learning-rate grid: every trained Table II row at each rate, first seed, the paper's weights."""
+    return [
+        _spec(plan, "tune", ds, m, plan.seeds[0], PAPER_WEIGHT, lr)
+        for ds in plan.datasets
+        for m in _available(plan.models, available)
+        if trains(m) and variant(m).parent is None
+        for lr in plan.lrs
+    ]
+
+
+def select_lrs(
+    plan: Plan, results: dict[tuple, dict[str, Any]], metric: str = "auc"
+) -> dict[tuple[str, str], float]:
+    """(dataset, variant) -> the grid's learning rate with the best validation `metric` (ties: the first
+    rate of the grid). `results` maps a run's identity to its results.json; test is never read."""
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    for r in build_tuning(plan):
+        res = results.get(r.identity())
+        if res is None:
+            continue
+        score = res["best_valid"].get(f"valid_{metric}", float("-inf"))
+        key = (r.dataset, r.model)
+        if key not in best or score > best[key][0]:
+            best[key] = (score, r.lr)
+    return {k: lr for k, (_, lr) in best.items()}
+
+
+def build_runs(
+    plan: Plan, chosen: dict[tuple[str, str], float], available: Sequence[str] | None = None
+) -> list[RunSpec]:
+    """Every (part, run) after tuning, in execution order: each row at its selected learning rate (an
+    ablation at its parent's; the first of the grid when none was selected)."""
+
+    def lr(ds: str, name: str) -> float:
+        v = variant(name)
+        return chosen.get((ds, v.parent or name), plan.lrs[0])
+
     runs: list[RunSpec] = []
-
-    def add(part: str, ds: str, model: str, seed: int, weight: float | None, epochs: int) -> None:
-        scale = 1.0
-        if ds == "beauty" and plan.beauty_sample_users:
-            scale = min(1.0, plan.beauty_sample_users / BEAUTY_USERS)
-        if model in have:
-            runs.append(
-                RunSpec(
-                    part=part,
-                    dataset=ds,
-                    model=model,
-                    seed=seed,
-                    weight=weight,
-                    epochs=epochs,
-                    patience=plan.patience,
-                    loss=plan.loss,
-                    cost_scale=scale,
-                )
-            )
-
     for ds in plan.datasets:
-        for model in plan.models:
-            for seed in plan.seeds:
-                add("table2", ds, model, seed, PAPER_WEIGHT, plan.epochs)
+        for m in _available(plan.models, available):
+            runs += [_spec(plan, "table2", ds, m, seed, PAPER_WEIGHT, lr(ds, m)) for seed in plan.seeds]
     for ds in plan.datasets:
-        for model in ABLATIONS:
-            for seed in plan.seeds:
-                add("ablation", ds, model, seed, PAPER_WEIGHT, plan.epochs)
+        for m in _available(dict.fromkeys(("ssrf", *plan.ablations, "ssrf-best")), available):
+            runs += [_spec(plan, "ablation", ds, m, seed, PAPER_WEIGHT, lr(ds, m)) for seed in plan.seeds]
     for ds in plan.datasets:
-        for model in plan.sweep_models:
-            for w in plan.weights:
-                add("sweep", ds, model, plan.seeds[0], w, plan.epochs)
-    for model in plan.beauty_models:
-        add("beauty", "beauty", model, plan.seeds[0], None, plan.beauty_epochs)
+        for m in _available(plan.sweep_models, available):
+            runs += [_spec(plan, "sweep", ds, m, plan.seeds[0], w, lr(ds, m)) for w in plan.weights]
+    if plan.legacy:
+        for ds in plan.datasets:
+            for m in _available(REFERENCES, available):
+                runs += [_spec(plan, "legacy", ds + LEGACY, m, plan.seeds[0], PAPER_WEIGHT, plan.lrs[0])]
+    for m in _available(plan.beauty_models, available):
+        runs.append(_spec(plan, "beauty", "beauty", m, plan.seeds[0], None, plan.lrs[0]))
     return runs
 
 
@@ -277,14 +377,17 @@ def behavior_weights(
 
 def run_config(spec: RunSpec, ds: DatasetSpec, data: Prepared) -> pipeline.RunConfig:
     temporal = ds.prepare.split == "temporal"
+    v = variant(spec.model)
     return pipeline.RunConfig(
-        model=spec.model,
+        model=v.model,
+        model_options=dict(v.options),
         data=ds.prepare,
         train=TrainConfig(
             loss=spec.loss,
             epochs=spec.epochs,
             patience=spec.patience,
             seed=spec.seed,
+            lr=spec.lr,
             metric="auc" if temporal else "ndcg@10",  # Table II is AUC; Beauty's standard is NDCG@10
             behavior_weights=behavior_weights(data, ds.strongest, spec.weight),
         ),
@@ -323,126 +426,74 @@ def reproduce(
     data_root: str | Path | None = None,
     cache_dir: str | Path | None = None,
     specs: dict[str, DatasetSpec] | None = None,
+    jobs: int = 1,
     command: str | None = None,
     progress: bool = True,
     on_run: Callable[[str, bool], None] | None = None,
 ) -> Summary:
     """Run the plan (`plan`, else the one `budget_minutes`/`quick` choose), reusing finished runs, and write
     `<out>/REPORT.md` with its CSVs and PNGs. `on_run(run_id, trained)` is called after each run.
-    `specs` replaces the shared samples' dataset specs (the user's own full files, see `datasets`)."""
+    `specs` replaces the shared samples' dataset specs (the user's own full files, see `datasets`);
+    `jobs` > 1 trains that many runs at once, each in its own process with one thread.
+
+    Two phases: the learning-rate grid on the first seed (validation only), then every run of the report
+    at the selected rates. Test metrics are written by every run but read only to make the report."""
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     out = Path(out)
     runs_root = Path(runs_dir) if runs_dir is not None else out / "runs"
     root = Path(data_root) if data_root is not None else default_data_root()
     plan = plan or plan_for(budget_minutes, quick)
-    specs = specs or dataset_specs(plan.beauty_sample_users)
+    specs = dict(specs or dataset_specs(plan.beauty_sample_users))
+    if plan.legacy:
+        specs.update({k + LEGACY: _legacy(specs[k]) for k in plan.datasets})
     out.mkdir(parents=True, exist_ok=True)
     runs_root.mkdir(parents=True, exist_ok=True)
-    missing = [m for m in dict.fromkeys((*plan.models, *ABLATIONS)) if m not in REGISTRY]
+    missing = [m for m in dict.fromkeys((*plan.models, *ABLATIONS)) if variant(m).model not in REGISTRY]
     load_start = _load()
 
-    # table1: prepare every dataset the plan uses
-    t0 = time.perf_counter()
-    prepared: dict[str, Prepared] = {}
-    needed = [*plan.datasets, *(["beauty"] if plan.beauty_models else [])]
-    for key in needed:
-        ds = specs[key]
-        files = [root / f for f in ds.files]
-        prepared[key] = pipeline.prepare(files, ds.fmt, ds.prepare, root=cache_dir)
-    part_wall = {"table1": time.perf_counter() - t0}
-
-    runs = build_runs(plan)
-    todo = unique_runs(runs)
-    ids: dict[tuple, str] = {}
-    configs: dict[str, pipeline.RunConfig] = {}
-    for r in todo:
-        cfg = run_config(r, specs[r.dataset], prepared[r.dataset])
-        rid = run_id(r, cfg, prepared[r.dataset])
-        ids[r.identity()] = rid
-        configs[rid] = cfg
-    pending = [r for r in todo if not (runs_root / ids[r.identity()] / "results.json").exists()]
-    total = sum(run_cost(r) for r in pending)
+    t0 = time.perf_counter()  # table1: prepare every dataset the plan uses
+    needed = [
+        *plan.datasets,
+        *([k + LEGACY for k in plan.datasets] if plan.legacy else []),
+        *(["beauty"] if plan.beauty_models else []),
+    ]
+    prepared = {
+        k: pipeline.prepare(
+            [root / f for f in specs[k].files], specs[k].fmt, specs[k].prepare, root=cache_dir
+        )
+        for k in needed
+    }
     summary = Summary(out=out, report=out / "REPORT.md", plan=plan, missing_models=missing)
-    bar = tqdm(
-        total=round(total),
-        unit="est-s",
-        disable=not progress or None,
-        desc="reproduce",
-        bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed} elapsed, ~{remaining} left]",
-        position=0,
-        dynamic_ncols=True,
-    )
-    results: dict[str, dict[str, Any]] = {}
-    est_done, spent, n_done = 0.0, 0.0, 0
+    runner = _Runner(specs, prepared, runs_root, summary, jobs, progress, on_run)
+    runner.part_wall["table1"] = time.perf_counter() - t0
     completed = False
     try:
-        for r in todo:
-            rid = ids[r.identity()]
-            run_dir = runs_root / rid
-            where = f"{r.part} | {r.dataset} | {r.model} | seed {r.seed}" + (
-                f" | weight {r.weight:g}" if r.weight is not None and r.part == "sweep" else ""
-            )
-            bar.set_description_str(where)
-            t = time.perf_counter()
-            trained = not (run_dir / "results.json").exists()
-            if trained:
-                resume = run_dir.exists() and any(run_dir.iterdir())
-                pipeline.train(prepared[r.dataset], configs[rid], run_dir, resume=resume)
-                shutil.rmtree(run_dir / "resume", ignore_errors=True)  # finished: 3/4 of the folder's bytes
-                summary.trained += 1
-                bar.update(round(run_cost(r)))
-            else:
-                summary.reused += 1
-            results[rid] = json.loads((run_dir / "results.json").read_text())
-            took = time.perf_counter() - t
-            part_wall[r.part] = part_wall.get(r.part, 0.0) + took
-            if trained:  # time left: the estimate of what is left, scaled by how far off it was so far
-                n_done, est_done, spent = n_done + 1, est_done + run_cost(r), spent + took
-                left = (total - est_done) * spent / max(est_done, 1e-9) / 60
-                log.info(
-                    "[%d/%d, ~%.0f min left] %s: %s (%.1f s)",
-                    n_done,
-                    len(pending),
-                    left,
-                    where,
-                    _brief(results[rid]),
-                    took,
-                )
-            if on_run is not None:
-                on_run(rid, trained)
+        tuning = build_tuning(plan)
+        runner.run(tuning)
+        chosen = select_lrs(plan, {r.identity(): runner.result(r) for r in tuning})
+        runs = build_runs(plan, chosen)
+        runner.run(runs)
         completed = True
     finally:
-        bar.close()
-        if not completed:  # an interrupted call is recorded too: the next call continues it
-            summary.wall_seconds = time.perf_counter() - t_start
-            _record_call(out, command, plan, budget_minutes, summary, part_wall, load_start, started, False)
-
+        summary.wall_seconds = time.perf_counter() - t_start
+        _record_call(
+            out, command, plan, budget_minutes, summary, runner.part_wall, load_start, started, completed
+        )
     rows = [
         R.RunRow(
-            run_id=ids[r.identity()],
+            run_id=runner.ids[r.identity()],
             part=r.part,
             dataset=r.dataset,
             model=r.model,
             seed=r.seed,
             weight=r.weight,
-            result=results[ids[r.identity()]],
+            result=runner.result(r),
+            lr=r.lr,
         )
-        for r in runs
+        for r in [*tuning, *runs]
     ]
-    summary.wall_seconds = time.perf_counter() - t_start
-    _record_call(out, command, plan, budget_minutes, summary, part_wall, load_start, started, True)
-    beauty_probe = RunSpec(
-        part="beauty",
-        dataset="beauty",
-        model="pop",
-        seed=plan.seeds[0],
-        weight=None,
-        epochs=plan.beauty_epochs,
-        patience=plan.patience,
-        loss=plan.loss,
-        cost_scale=min(1.0, (plan.beauty_sample_users or BEAUTY_USERS) / BEAUTY_USERS),
-    )
+    beauty_probe = _spec(plan, "beauty", "beauty", "pop", plan.seeds[0], None, plan.lrs[0])
     context = R.ReportContext(
         plan=plan.to_dict(),
         datasets={
@@ -459,7 +510,7 @@ def reproduce(
             for k in needed
         },
         runs=rows,
-        configs={rid: configs[rid].to_dict() for rid in configs},
+        configs={rid: cfg.to_dict() for rid, cfg in runner.configs.items()},
         missing_models=missing,
         beauty_skipped={
             m: run_cost(dataclasses.replace(beauty_probe, model=m)) / 60
@@ -467,11 +518,135 @@ def reproduce(
             if m in REGISTRY and m not in plan.beauty_models
         },
         provenance=_provenance(
-            command, plan, budget_minutes, quick, summary, part_wall, load_start, runs_root, out
+            command, plan, budget_minutes, quick, summary, runner.part_wall, load_start, runs_root, out
         ),
+        labels={k: v.label for k, v in VARIANTS.items() if v.label},
+        selected_lrs={f"{ds}/{m}": lr for (ds, m), lr in chosen.items()},
     )
     R.write_report(out, context)
     return summary
+
+
+def _legacy(spec: DatasetSpec) -> DatasetSpec:
+    """The same dataset under the old protocol: k-core and vocabularies over the whole log."""
+    return dataclasses.replace(
+        spec,
+        key=spec.key + LEGACY,
+        title=spec.title + ", old protocol",
+        prepare=dataclasses.replace(spec.prepare, fit_on="all"),
+    )
+
+
+def _train_in_process(data_path: str, config: dict[str, Any], run_dir: str, resume: bool) -> None:
+    """One run in a worker process (`jobs` > 1), one thread, as `_Runner` would train it in place."""
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger("ssrf").setLevel(logging.WARNING)
+    cfg = pipeline.RunConfig.from_dict(config)
+    pipeline.train(Prepared.load(data_path), cfg, run_dir, resume=resume)
+    shutil.rmtree(Path(run_dir) / "resume", ignore_errors=True)
+
+
+class _Runner:
+    """Trains the runs a phase asks for (reusing finished run folders), one by one or `jobs` at a time."""
+
+    def __init__(
+        self,
+        specs: dict[str, DatasetSpec],
+        prepared: dict[str, Prepared],
+        runs_root: Path,
+        summary: Summary,
+        jobs: int,
+        progress: bool,
+        on_run: Callable[[str, bool], None] | None,
+    ) -> None:
+        self.specs, self.prepared, self.runs_root, self.summary = specs, prepared, runs_root, summary
+        self.jobs, self.progress, self.on_run = max(1, jobs), progress, on_run
+        self.ids: dict[tuple, str] = {}
+        self.configs: dict[str, pipeline.RunConfig] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.part_wall: dict[str, float] = {}
+
+    def result(self, r: RunSpec) -> dict[str, Any]:
+        return self.results[self.ids[r.identity()]]
+
+    def _register(self, r: RunSpec) -> str:
+        if r.identity() not in self.ids:
+            data = self.prepared[r.dataset]
+            cfg = run_config(r, self.specs[r.dataset], data)
+            rid = run_id(r, cfg, data)
+            self.ids[r.identity()], self.configs[rid] = rid, cfg
+        return self.ids[r.identity()]
+
+    def run(self, runs: Sequence[RunSpec]) -> None:
+        todo = [r for r in unique_runs(runs) if self._register(r) not in self.results]
+        pending = [r for r in todo if not (self.runs_root / self.ids[r.identity()] / "results.json").exists()]
+        for r in todo:
+            if r not in pending:
+                self._finish(r, trained=False, took=0.0)
+        bar = tqdm(
+            total=round(sum(run_cost(r) for r in pending)),
+            unit="est-s",
+            disable=not self.progress or None,
+            desc="reproduce",
+            bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed} elapsed, ~{remaining} left]",
+            dynamic_ncols=True,
+        )
+        try:
+            if self.jobs == 1:
+                for r in pending:
+                    bar.set_description_str(_where(r))
+                    t = time.perf_counter()
+                    rid = self.ids[r.identity()]
+                    run_dir = self.runs_root / rid
+                    resume = run_dir.exists() and any(run_dir.iterdir())
+                    pipeline.train(self.prepared[r.dataset], self.configs[rid], run_dir, resume=resume)
+                    shutil.rmtree(run_dir / "resume", ignore_errors=True)  # finished: most of its bytes
+                    self._finish(r, trained=True, took=time.perf_counter() - t)
+                    bar.update(round(run_cost(r)))
+            else:
+                self._run_parallel(pending, bar)
+        finally:
+            bar.close()
+
+    def _run_parallel(self, pending: list[RunSpec], bar: tqdm) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(self.jobs, mp_context=mp.get_context("spawn")) as pool:
+            started = {}
+            for r in sorted(pending, key=run_cost, reverse=True):  # the longest first: a shorter tail
+                rid = self.ids[r.identity()]
+                run_dir = self.runs_root / rid
+                resume = run_dir.exists() and any(run_dir.iterdir())
+                config = self.configs[rid].to_dict()
+                future = pool.submit(
+                    _train_in_process, str(self.prepared[r.dataset].path), config, str(run_dir), resume
+                )
+                started[future] = (r, time.perf_counter())
+            for future in as_completed(started):
+                future.result()  # a failed run stops the reproduction, as it does with one job
+                r, t = started[future]
+                self._finish(r, trained=True, took=time.perf_counter() - t)
+                bar.update(round(run_cost(r)))
+
+    def _finish(self, r: RunSpec, trained: bool, took: float) -> None:
+        rid = self.ids[r.identity()]
+        self.results[rid] = json.loads((self.runs_root / rid / "results.json").read_text())
+        self.part_wall[r.part] = self.part_wall.get(r.part, 0.0) + took
+        if trained:
+            self.summary.trained += 1
+            log.info("%s: %s (%.1f s)", _where(r), _brief(self.results[rid]), took)
+        else:
+            self.summary.reused += 1
+        if self.on_run is not None:
+            self.on_run(rid, trained)
+
+
+def _where(r: RunSpec) -> str:
+    extra = f" | weight {r.weight:g}" if r.weight is not None and r.part == "sweep" else ""
+    return f"{r.part} | {r.dataset} | {r.model} | seed {r.seed} | lr {r.lr:g}{extra}"
 
 
 def _brief(result: dict[str, Any]) -> str:
