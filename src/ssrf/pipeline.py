@@ -22,13 +22,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ssrf import __version__
 from ssrf.core import DataError, atomic_write_bytes, atomic_write_text, seed_everything
 from ssrf.dataset.artifacts import Prepared, prepare_dataset
 from ssrf.dataset.prepare import PrepareConfig
-from ssrf.dataset.sequences import Sequences
+from ssrf.dataset.sequences import TRAIN, Sequences
 from ssrf.evaluation.evaluate import EvalConfig, evaluate
 from ssrf.io import GenericMapping, read
 from ssrf.models import REGISTRY, build, config_fields
@@ -174,6 +175,9 @@ def build_model(name: str, options: dict[str, Any], seqs: Sequences) -> Sequenti
     model = build(name, {**options, **model_counts(seqs)})
     if hasattr(model, "set_item_fields"):
         model.set_item_fields([torch.from_numpy(t) for t in seqs.item_fields])
+    if hasattr(model, "set_item_counts"):  # popularity from the training period only (no valid/test event)
+        counts = np.bincount(seqs.items[seqs.split == TRAIN], minlength=seqs.n_items + 1)
+        model.set_item_counts(torch.from_numpy(counts))
     return model
 
 

@@ -18,6 +18,7 @@ from ssrf.models.ctr.wide_deep import WideDeep, WideDeepConfig
 from ssrf.models.fdsa import FDSA, FDSAConfig
 from ssrf.models.gru4rec import GRU4Rec, GRU4RecConfig
 from ssrf.models.pop import Pop, PopConfig
+from ssrf.models.reference import Random, RandomConfig, Repeat, RepeatConfig
 from ssrf.models.sasrec import SASRec, SASRecConfig
 from ssrf.models.ssrf import SSRF, SSRFConfig
 
@@ -26,7 +27,9 @@ REGISTRY: dict[str, tuple[type[SequentialRecommender], type, dict[str, Any]]] = 
     "ssrf-uc": (SSRF, SSRFConfig, {"use_context": False}),  # the paper's ablation without context
     "ssrf-o": (SSRF, SSRFConfig, {"pairwise": False}),  # the paper's ablation without pairwise encoding
     "sasrec": (SASRec, SASRecConfig, {}),  # Kang & McAuley 2018
-    "pop": (Pop, PopConfig, {}),  # learned item popularity, the same for every user
+    "random": (Random, RandomConfig, {}),  # reference: a fixed pseudo-random ranking per user, no training
+    "pop": (Pop, PopConfig, {}),  # reference: training-period item counts, the same for every user
+    "repeat": (Repeat, RepeatConfig, {}),  # reference: the user's own items by recency, then pop
     "gru4rec": (GRU4Rec, GRU4RecConfig, {}),  # Hidasi et al. 2016
     "caser": (Caser, CaserConfig, {}),  # Tang & Wang 2018
     "cosrec": (CosRec, CosRecConfig, {}),  # Yan et al. 2019

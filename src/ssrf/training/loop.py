@@ -66,6 +66,7 @@ class History:
     best_score: float = -math.inf
     stopped_early: bool = False
     stopped_by_budget: bool = False
+    trained: bool = True  # False: the model has nothing to train (a reference rule), validated once as it is
 
 
 def resolve_device(name: str) -> torch.device:
@@ -121,10 +122,13 @@ def fit(
     """Train with early stopping on `validate(model)[cfg.metric]`; keep the best weights in run_dir/best.
 
     Resumes from run_dir/resume when it holds a state. `on_step(epoch, step)` runs after every step.
-    Under torchrun each rank trains on its share of every global batch (see `distributed`); rank 0 writes."""
+    Under torchrun each rank trains on its share of every global batch (see `distributed`); rank 0 writes.
+    A model without trainable parameters is not trained: see `keep_as_is`."""
     dist = distributed.setup()
     device = dist.device(cfg.device)
     model.to(device)
+    if not any(p.requires_grad for p in model.parameters()):
+        return keep_as_is(model, cfg, run_dir, validate, model_name)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     weights = dict(cfg.behavior_weights)
     unknown = set(weights) - set(behavior_names)
@@ -246,6 +250,37 @@ def fit(
         )
         save_resume(resume_dir, model, optimizer, _counters(history, epoch + 1, 0, 0.0, 0))
     dist.barrier()  # rank 0's files are complete before any rank reads them
+    return history
+
+
+def keep_as_is(
+    model: SequentialRecommender,
+    cfg: TrainConfig,
+    run_dir: Path,
+    validate: Callable[[SequentialRecommender], dict[str, float]],
+    model_name: str,
+) -> History:
+    """A model with nothing to train (random, pop, repeat): validate it once and record that as epoch 1 (the
+    row a trained epoch writes, with loss NaN, no targets and no training time); it is the best model."""
+    t0 = time.perf_counter()
+    scores = validate(model)
+    row = {
+        "epoch": 1,
+        "loss": math.nan,
+        "targets": 0,
+        "train_seconds": 0.0,
+        "targets_per_second": 0.0,
+        "eval_seconds": round(time.perf_counter() - t0, 3),
+        **{f"valid_{k}": v for k, v in scores.items()},
+    }
+    history = History(epochs=[row], best_epoch=0, best_score=scores[cfg.metric], trained=False)
+    dist = distributed.setup()
+    if dist.is_main:
+        save_model(run_dir / "best", model_name, model)
+        with open(run_dir / "metrics.jsonl", "w") as fh:
+            fh.write(json.dumps(row) + "\n")
+        log.info("no trainable parameters: validated once, %s %.4f", cfg.metric, scores[cfg.metric])
+    dist.barrier()
     return history
 
 

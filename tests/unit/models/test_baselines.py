@@ -1,5 +1,6 @@
-"""What is particular to each baseline: Pop's shared ranking, GRU4Rec's padding-free recurrence, Caser's
-filters, CosRec's window, FDSA's two streams."""
+"""What is particular to each baseline: the learned Pop's shared ranking (the default Pop, by training
+counts, is in test_reference.py), GRU4Rec's padding-free recurrence, Caser's filters, CosRec's window,
+FDSA's two streams."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from ssrf.models.registry import load_model, save_model
 from ssrf.training.losses import full_softmax_ce
 
 
-def test_pop_ranks_every_user_by_the_learned_bias():
-    m = make("pop")
+def test_learned_pop_ranks_every_user_by_its_bias():
+    m = make("pop", learned=True)
     with torch.no_grad():
         m.item_emb.weight[1:] = torch.randn(30, 1)
     b = batch()
@@ -25,8 +26,8 @@ def test_pop_ranks_every_user_by_the_learned_bias():
     assert torch.equal(scores[0, 1:].argsort(), m.item_emb.weight[1:, 0].argsort())
 
 
-def test_pop_learns_the_most_frequent_target():
-    m = make("pop").train()
+def test_learned_pop_learns_the_most_frequent_target():
+    m = make("pop", learned=True).train()
     opt = torch.optim.Adam(m.parameters(), lr=0.1)
     targets = torch.tensor([3, 3, 3, 3, 7, 7, 12, 3, 7, 1])
     b = SeqBatch(

@@ -21,10 +21,13 @@ def sample(tmp_path_factory):
     return pipeline.prepare([pipeline.demo_data_path()], "taobao", cfg, root=tmp_path_factory.mktemp("prep"))
 
 
-@pytest.mark.parametrize("name", REGISTRY, ids=str)
-def test_every_model_trains_and_its_loss_falls(name, sample, tmp_path):
+CASES = [*((name, {}) for name in REGISTRY), ("pop", {"learned": True})]  # and the learned popularity
+
+
+@pytest.mark.parametrize(("name", "extra"), CASES, ids=[n + "-learned" * bool(e) for n, e in CASES])
+def test_every_model_trains_and_its_loss_falls(name, extra, sample, tmp_path):
     small = {"d": 16, "max_len": 10, "dropout": 0.0, "fc_dropout": 0.0, "emb_dropout": 0.0}
-    options = {k: v for k, v in small.items() if k in config_fields(name)}
+    options = {k: v for k, v in small.items() if k in config_fields(name)} | extra
     cfg = RunConfig.from_dict(
         {
             "model": name,
@@ -43,7 +46,9 @@ def test_every_model_trains_and_its_loss_falls(name, sample, tmp_path):
     assert all(math.isfinite(v) for v in result["test"].values())
     assert result["protocol"] == "loo" and result["mask_history"] is True
     losses = [json.loads(x)["loss"] for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-    if name == "pop":  # it can only learn popularity: a small but steady fall
+    if name in ("random", "pop", "repeat") and not extra:  # nothing to train: validated once, no loss
+        assert result["epochs_run"] == 1 and len(losses) == 1 and math.isnan(losses[0])
+    elif name == "pop":  # learned, it can only learn popularity: a small but steady fall
         assert all(b < a for a, b in itertools.pairwise(losses)), losses
     else:
         assert losses[-1] < losses[0] * 0.8, losses
