@@ -18,8 +18,11 @@ from typing import Any
 
 from ssrf.evaluation.metrics import rela_impr
 from ssrf.reports import reference as ref
+from ssrf.reports.tables import model_name
 
 BASE = "fm"  # the paper's RelaImpr base
+REPEAT = "repeat"  # the reference rule a model must beat to show it learned more than repetition
+KIND_METRICS = ("repeat_share", "auc_repeat", "auc_novel", "rec@10_repeat", "rec@10_novel")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +34,7 @@ class RunRow:
     seed: int
     weight: float | None  # loss weight of the strongest behaviour
     result: dict[str, Any]  # the run's results.json
+    lr: float | None = None  # the learning rate it trained with (part "tune": one point of the grid)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,9 +58,26 @@ class ReportContext:
     missing_models: list[str]
     provenance: dict[str, Any]
     beauty_skipped: dict[str, float] = field(default_factory=dict)  # model -> estimated minutes of a run
+    labels: dict[str, str] = field(default_factory=dict)  # variant -> its row label ("SSRF (paper ...)")
+    selected_lrs: dict[str, float] = field(default_factory=dict)  # "dataset/variant" -> selected rate
 
     def temporal(self) -> list[str]:
-        return [k for k, d in self.datasets.items() if d.meta["split"] == "temporal"]
+        """The temporal datasets under the leak-free protocol (the old protocol's are `legacy`)."""
+        return [
+            k
+            for k, d in self.datasets.items()
+            if d.meta["split"] == "temporal" and d.meta.get("fit_on", "train") == "train"
+        ]
+
+    def legacy(self) -> list[str]:
+        return [
+            k
+            for k, d in self.datasets.items()
+            if d.meta.get("fit_on") == "all" and d.meta["split"] == "temporal"
+        ]
+
+    def name(self, model: str) -> str:
+        return self.labels.get(model) or model_name(model)
 
     def rows(self, part: str, dataset: str | None = None) -> list[RunRow]:
         return [r for r in self.runs if r.part == part and (dataset is None or r.dataset == dataset)]
@@ -97,8 +118,8 @@ def pm(mean: float, std: float, pct: bool = False, digits: int = 4) -> str:
 
 
 def seed_values(rows: Sequence[RunRow], metric: str) -> list[float]:
-    """One test metric per run, in seed order."""
-    return [float(r.result["test"][metric]) for r in sorted(rows, key=lambda r: r.seed)]
+    """One test metric per run, in seed order (NaN where a run did not record it)."""
+    return [float(r.result["test"].get(metric, math.nan)) for r in sorted(rows, key=lambda r: r.seed)]
 
 
 def seed_rela(rows: Sequence[RunRow], base: Sequence[RunRow]) -> list[float]:
@@ -129,13 +150,19 @@ def seed_table(ctx: ReportContext, part: str) -> list[dict[str, Any]]:
             paper_col = ctx.datasets[ds].paper
             paper = ref.PAPER_TABLE_II.get(model, {}).get(paper_col or "", (math.nan, math.nan))
             row: dict[str, Any] = {"dataset": ds, "model": model, "seeds": len(mine)}
+            row["lr"] = mine[0].lr
             for metric, vals in (
                 ("auc", auc),
                 ("rela_impr", rel),
                 ("pre@10", seed_values(mine, "pre@10")),
                 ("rec@10", seed_values(mine, "rec@10")),
+                *((m, seed_values(mine, m)) for m in KIND_METRICS),
             ):
                 row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(vals)
+            row["stopped_by_patience"] = sum(bool(r.result.get("stopped_early")) for r in mine)
+            row["stopped_by_cap"] = sum(
+                not r.result.get("stopped_early") and r.result["epochs_run"] > 1 for r in mine
+            )
             row["epochs_run"] = ";".join(str(r.result["epochs_run"]) for r in mine)
             row["best_epoch"] = ";".join(str(r.result["best_epoch"]) for r in mine)
             if part == "table2":
