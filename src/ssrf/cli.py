@@ -6,11 +6,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ssrf.core import DataError
+
+if TYPE_CHECKING:
+    from ssrf.pipeline import RunConfig
+    from ssrf.reproduce import Plan
+    from ssrf.reproduce.datasets import DatasetSpec
 
 app = typer.Typer(
     add_completion=False,
@@ -396,28 +401,63 @@ def export(
         )
 
 
+PAPER_BEHAVIOR_WEIGHTS = (("pv", 1.0), ("fav", 1.0), ("cart", 1.0), ("buy", 10.0))  # the paper's 3.4
+
+
+def demo_config(epochs: int, paper: bool) -> RunConfig:
+    """The RunConfig `ssrf demo` trains.
+
+    paper=True: the paper's configuration (configs/ssrf.toml's defaults): loss `bce` (eq. 13) with 3
+    uniformly sampled negatives per target, an untied (free) output layer, loss weights 1:1:10 with the
+    strongest behaviour `buy` at 10 (pv, fav and cart at 1), and the epoch kept is the one with the best
+    validation AUC (early stopping on it, patience 3).
+    paper=False: full-softmax cross-entropy, the output tied to the input item and context tables, every
+    behaviour weighted 1, no early stopping (the best configuration we found on this subset)."""
+    import dataclasses
+
+    from ssrf import pipeline
+
+    if paper:
+        cfg = pipeline.RunConfig().override(
+            [f"train.epochs={epochs}", 'train.loss="bce"', "train.negatives=3", 'train.metric="auc"']
+        )
+        cfg = dataclasses.replace(
+            cfg,
+            model_options={**cfg.model_options, "tie_output": False},
+            train=dataclasses.replace(cfg.train, behavior_weights=PAPER_BEHAVIOR_WEIGHTS),
+        )
+        return cfg
+    best = ['train.loss="ce"', "model_options.tie_output=true", f"train.patience={epochs}"]
+    return pipeline.RunConfig().override([f"train.epochs={epochs}", *best])
+
+
 @app.command("demo")
 def demo(
     root: Root = None,
     epochs: Annotated[int, typer.Option(help="training epochs")] = 10,
     out: Annotated[Path | None, typer.Option(help="run folder")] = None,
     paper: Annotated[
-        bool, typer.Option("--paper", help="the paper's loss (bce, 3 negatives), untied output")
+        bool,
+        typer.Option(
+            "--paper",
+            help="the paper's configuration: loss bce with 3 sampled negatives, untied output, loss weights "
+            "pv=1,fav=1,cart=1,buy=10, the epoch with the best validation AUC",
+        ),
     ] = False,
 ) -> None:
     """Train SSRF on the embedded Taobao UserBehavior subset and print its statistics and test metrics.
 
     By default with full-softmax cross-entropy and the output tied to the input item and context tables
-    (the best configuration we found); --paper trains the published configuration instead."""
+    (the best configuration we found); --paper trains exactly the published configuration instead: loss
+    bce (eq. 13) with 3 sampled negatives, an untied output layer, loss weights 1:1:10 with the strongest
+    behaviour (buy) at 10, and the epoch selected (early stopping) on validation AUC."""
     from ssrf import pipeline
     from ssrf.reports.tables import dataset_stats
 
     try:
         prepared = pipeline.prepare([pipeline.demo_data_path()], pipeline.DEMO_FORMAT, root=root)
         typer.echo(dataset_stats({**prepared.meta, "path": str(prepared.path)}) + "\n")
-        best = ['train.loss="ce"', "model_options.tie_output=true", f"train.patience={epochs}"]
-        cfg = pipeline.RunConfig().override([f"train.epochs={epochs}", *([] if paper else best)])
-        result = pipeline.train(prepared, cfg, out)
+        result = pipeline.train(prepared, demo_config(epochs, paper), out)
     except DataError as exc:
         _fail(exc)
     typer.echo(_results_table(result))
@@ -427,13 +467,125 @@ def demo(
     )
 
 
+ALL_DATASETS = ("taobao", "retailrocket", "diginetica", "beauty")
+
+
+def _list_option(values: list[str] | None) -> list[str]:
+    """A repeatable option whose values may also be comma lists: ["a,b", "c"] -> ["a", "b", "c"]."""
+    return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
+
+
+def _sample_sizes(spec: str | None, no_sample: bool, given: list[str]) -> dict[str, int | None]:
+    """--sample-users KEY=N[,KEY=N] and --no-sample -> {dataset: users or None} for the datasets given by
+    files (those not named keep their default, the paper's Table I)."""
+    if no_sample:
+        if spec:
+            raise DataError("give --sample-users or --no-sample, not both")
+        return dict.fromkeys(given)
+    sizes: dict[str, int | None] = {}
+    for part in _list_option([spec] if spec else None):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip().replace("_", "")
+        if not sep or not key:
+            raise DataError(f"--sample-users expects dataset=N pairs separated by commas, got {part!r}")
+        if value.lower() in ("all", "none", "0"):
+            sizes[key] = None
+        elif value.isdigit():
+            sizes[key] = int(value)
+        else:
+            raise DataError(f"--sample-users {key}: expected a number of users (or all), got {value!r}")
+    return sizes
+
+
+def _selected(datasets: str | None) -> list[str]:
+    chosen = _list_option([datasets] if datasets else None) or list(ALL_DATASETS)
+    bad = [d for d in chosen if d not in ALL_DATASETS]
+    if bad:
+        raise DataError(
+            f"unknown dataset(s) in --datasets: {', '.join(bad)}; choose from {', '.join(ALL_DATASETS)}"
+        )
+    return [d for d in ALL_DATASETS if d in chosen]
+
+
+def reproduction_specs(
+    taobao: list[str] | None = None,
+    retailrocket: list[str] | None = None,
+    diginetica: list[str] | None = None,
+    sample_users: str | None = None,
+    no_sample: bool = False,
+    beauty_sample_users: int | None = None,
+) -> dict[str, DatasetSpec] | None:
+    """The dataset specs of `ssrf reproduce` from its file options: None when no file is given (the shared
+    samples, as `reproduce` picks them itself)."""
+    from ssrf.reproduce.datasets import dataset_specs
+
+    files = {
+        k: _list_option(v)
+        for k, v in (("taobao", taobao), ("retailrocket", retailrocket), ("diginetica", diginetica))
+        if v
+    }
+    sizes = _sample_sizes(sample_users, no_sample, list(files))
+    if not files and not sizes:
+        return None
+    return dataset_specs(beauty_sample_users, files=files, sample_users=sizes)
+
+
+def _plan(budget: float, quick: bool, chosen: list[str]) -> Plan:
+    """The plan `reproduce` would pick, restricted to the chosen datasets (and picked again for them)."""
+    import dataclasses
+
+    from ssrf.reproduce import QUICK, candidate_plans, estimate_seconds
+
+    temporal = tuple(d for d in chosen if d != "beauty")
+    if not temporal:
+        raise DataError("--datasets: the report needs at least one of taobao, retailrocket, diginetica")
+
+    def restrict(plan: Plan) -> Plan:
+        beauty = {} if "beauty" in chosen else {"beauty_models": (), "beauty_sample_users": None}
+        return dataclasses.replace(plan, datasets=temporal, **beauty)
+
+    if quick:
+        return restrict(QUICK)
+    plans = [restrict(p) for p in candidate_plans()]
+    return next((p for p in plans if estimate_seconds(p) <= 0.85 * budget * 60), plans[-1])
+
+
+def plan_keys(plan: Plan) -> list[str]:
+    """The datasets a plan prepares: its temporal datasets, and Beauty when it trains on it."""
+    return [*plan.datasets, *(["beauty"] if plan.beauty_models else [])]
+
+
+def _prepare_only(
+    specs: dict[str, DatasetSpec], chosen: list[str], data_root: Path | None, cache_dir: Path | None
+) -> None:
+    """`--parts table1`: prepare each chosen dataset (cleaning, the user sample, k-core, the split) and print
+    its Table I row, dropped rows by reason and the prepared folder; nothing is trained."""
+    from ssrf import pipeline
+    from ssrf.reports.tables import dataset_stats
+    from ssrf.reproduce.datasets import default_data_root
+
+    root = data_root if data_root is not None else default_data_root()
+    for key in chosen:
+        ds = specs[key]
+        prepared = pipeline.prepare([root / f for f in ds.files], ds.fmt, ds.prepare, root=cache_dir)
+        typer.echo(f"## {ds.title}\n\n{ds.note}\n")
+        typer.echo(dataset_stats({**prepared.meta, "path": str(prepared.path)}) + "\n")
+
+
+FilesOpt = "repeatable, or a comma list; relative to the working directory"
+
+
 @app.command("reproduce")
 def reproduce(
     out: Annotated[
         Path, typer.Option(help="report folder (REPORT.md, CSVs, PNGs; runs under OUT/runs)")
     ] = Path("reports/reproduction"),
     budget: Annotated[
-        float, typer.Option(help="minutes the plan may take on this 2-core machine (it picks epochs, sweeps)")
+        float,
+        typer.Option(
+            help="minutes the plan may take on this 2-core machine (it picks epochs, sweeps); the cost "
+            "model is measured on the shared samples, so runs on your own full files take longer"
+        ),
     ] = 60.0,
     quick: Annotated[
         bool, typer.Option("--quick", help="the smoke plan: every section in about 5 minutes")
@@ -445,21 +597,90 @@ def reproduce(
         Path | None, typer.Option(help="the shared data folder (default ../shared/data)")
     ] = None,
     root: Root = None,
+    taobao: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--taobao", help=f"your Taobao UserBehavior.csv instead of the shared sample ({FilesOpt})"
+        ),
+    ] = None,
+    retailrocket: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--retailrocket",
+            help="your Retailrocket events.csv, item_properties_part1.csv, item_properties_part2.csv, "
+            f"category_tree.csv (categories need the item_properties files; {FilesOpt})",
+        ),
+    ] = None,
+    diginetica: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--diginetica",
+            help="your Diginetica train-item-views.csv, train-purchases.csv, product-categories.csv "
+            f"({FilesOpt})",
+        ),
+    ] = None,
+    sample_users: Annotated[
+        str | None,
+        typer.Option(
+            "--sample-users",
+            help="users sampled (seeded, before k-core and the temporal cut) from each dataset given by "
+            "files, e.g. taobao=21960,retailrocket=6040 (N or all). Defaults: the paper's Table I, taobao "
+            "21960 and retailrocket 6040 (a row that looks copied from MovieLens-1M); diginetica: all",
+        ),
+    ] = None,
+    no_sample: Annotated[
+        bool, typer.Option("--no-sample", help="keep every user of the datasets given by files")
+    ] = False,
+    datasets: Annotated[
+        str | None,
+        typer.Option(
+            "--datasets",
+            help="run only these, a comma list of taobao, retailrocket, diginetica, beauty (default all; "
+            "those not given by files use the shared samples)",
+        ),
+    ] = None,
+    parts: Annotated[
+        str,
+        typer.Option(
+            "--parts",
+            help="all: the whole report; table1: only prepare the datasets and print Table I (cleaning, "
+            "user sample, k-core, split; nothing trained)",
+        ),
+    ] = "all",
 ) -> None:
     """Reproduce the paper's experiments (Tables I-II, figures 2-5, Beauty, a verdict per claim): a report.
 
+    On the shared samples by default; --taobao, --retailrocket and --diginetica run on your own full files
+    instead, each with a seeded user sample of the paper's Table I size (--sample-users, --no-sample).
     Runs are content-addressed, so running the same command again continues an interrupted reproduction."""
+    from ssrf.reproduce import plan_for
     from ssrf.reproduce import reproduce as run_reproduction
+    from ssrf.reproduce.datasets import check_files, dataset_specs, default_data_root
 
     logging.getLogger("ssrf.training").setLevel(logging.WARNING)  # the progress bar says where it is
     try:
+        if parts not in ("all", "table1"):
+            raise DataError(f"--parts must be all or table1, got {parts!r}")
+        chosen = _selected(datasets)
+        plan = _plan(budget, quick, chosen) if parts == "all" and datasets else plan_for(budget, quick)
+        b_users = plan.beauty_sample_users
+        specs = reproduction_specs(taobao, retailrocket, diginetica, sample_users, no_sample, b_users)
+        root_dir = data_root if data_root is not None else default_data_root()
+        check_files(
+            specs or dataset_specs(b_users), chosen if parts == "table1" else plan_keys(plan), root_dir
+        )
+        if parts == "table1":
+            _prepare_only(specs or dataset_specs(b_users), chosen, data_root, root)
+            return
         summary = run_reproduction(
             out,
             budget,
             quick,
+            plan=plan,
             runs_dir=runs,
             data_root=data_root,
             cache_dir=root,
+            specs=specs,
             command=" ".join(["ssrf", *sys.argv[1:]]),
         )
     except DataError as exc:
