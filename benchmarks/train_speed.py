@@ -27,7 +27,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAUTY = ROOT.parent / "shared" / "data" / "beauty" / "Beauty.txt"
-MODELS = ("ssrf", "ssrf-uc", "ssrf-o", "sasrec", "fdsa", "caser", "cosrec", "gru4rec", "pop")
+MODELS = (
+    "ssrf",
+    "ssrf-uc",
+    "ssrf-o",
+    "sasrec",
+    "fdsa",
+    "caser",
+    "cosrec",
+    "gru4rec",
+)  # (pop trains nothing: counts)
 
 
 def worker(args: argparse.Namespace) -> None:

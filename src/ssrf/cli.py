@@ -156,12 +156,21 @@ def data_stats(
 def _results_table(result: dict, split: str = "test") -> str:
     from ssrf.reports.tables import markdown
 
-    metrics = {k: v for k, v in result[split].items() if k != "users"}
+    kinds = ("repeat", "novel")
+    scores = result[split]
+    metrics = {
+        k: v for k, v in scores.items() if k not in ("users", "repeat_share") and not k.endswith(kinds)
+    }
     head = (
         f"model {result['model']} on {result['dataset']} ({result['protocol']} protocol, "
-        f"{int(result[split]['users'])} {split} users, history masked: {result['mask_history']})"
+        f"{int(scores['users'])} {split} users, history masked: {result['mask_history']})"
     )
-    return head + "\n\n" + markdown(list(metrics), [list(metrics.values())])
+    table = markdown(["positives", *metrics], [["all", *metrics.values()]])
+    if "repeat_share" in scores:  # the same metrics on repeat and on novel positives alone
+        rows = [[kind, *(scores.get(f"{k}_{kind}", float("nan")) for k in metrics)] for kind in kinds]
+        table = markdown(["positives", *metrics], [["all", *metrics.values()], *rows])
+        table += f"\n\nrepeat positives (items the user had before): {scores['repeat_share']:.1%} of all"
+    return head + "\n\n" + table
 
 
 ConfigOpt = Annotated[
@@ -586,7 +595,7 @@ def reproduce(
             help="minutes the plan may take on this 2-core machine (it picks epochs, sweeps); the cost "
             "model is measured on the shared samples, so runs on your own full files take longer"
         ),
-    ] = 60.0,
+    ] = 240.0,
     quick: Annotated[
         bool, typer.Option("--quick", help="the smoke plan: every section in about 5 minutes")
     ] = False,
@@ -647,6 +656,9 @@ def reproduce(
             "user sample, k-core, split; nothing trained)",
         ),
     ] = "all",
+    jobs: Annotated[
+        int, typer.Option(min=1, help="runs trained at once, each in its own process with one thread")
+    ] = 1,
 ) -> None:
     """Reproduce the paper's experiments (Tables I-II, figures 2-5, Beauty, a verdict per claim): a report.
 
@@ -662,7 +674,11 @@ def reproduce(
         if parts not in ("all", "table1"):
             raise DataError(f"--parts must be all or table1, got {parts!r}")
         chosen = _selected(datasets)
-        plan = _plan(budget, quick, chosen) if parts == "all" and datasets else plan_for(budget, quick)
+        plan = (
+            _plan(budget * jobs, quick, chosen)
+            if parts == "all" and datasets
+            else plan_for(budget * jobs, quick)
+        )
         b_users = plan.beauty_sample_users
         specs = reproduction_specs(taobao, retailrocket, diginetica, sample_users, no_sample, b_users)
         root_dir = data_root if data_root is not None else default_data_root()
@@ -681,6 +697,7 @@ def reproduce(
             data_root=data_root,
             cache_dir=root,
             specs=specs,
+            jobs=jobs,
             command=" ".join(["ssrf", *sys.argv[1:]]),
         )
     except DataError as exc:

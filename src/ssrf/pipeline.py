@@ -256,6 +256,7 @@ def train(
         "epochs_run": len(history.epochs),
         "stopped_early": history.stopped_early,
         "stopped_by_budget": history.stopped_by_budget,
+        "trained": history.trained,  # False: a reference row (nothing to learn), validated once
         "train_seconds": round(train_s, 2),
         "test_eval_seconds": round(time.perf_counter() - t1, 2),
         "seconds_per_epoch": round(

@@ -16,7 +16,7 @@ class SequentialRecommender(nn.Module):
     """
 
     n_items: int
-    reads_history: bool = True  # False: scores ignore the user and the sequence (popularity)
+    reads_history: bool = True  # False: scores ignore the sequence (popularity; random reads the user)
 
     def hidden(self, batch: SeqBatch, positions: torch.Tensor | None = None) -> torch.Tensor:
         """[T, D] representations at the True entries of `positions` [B, L] (row-major), each computed

@@ -21,6 +21,11 @@ MODEL_NAMES = {  # registry name -> the name papers use
     "caser": "Caser",
     "cosrec": "CosRec",
     "fdsa": "FDSA",
+    "ssrf-best": "SSRF best (tied, ce)",  # the reproduction's variants (ssrf.reproduce.VARIANTS)
+    "ssrf-tied-bce": "SSRF tied, bce",
+    "ssrf-untied-ce": "SSRF untied, ce",
+    "random": "Random",
+    "repeat": "Repeat rule",
 }
 
 

@@ -135,7 +135,10 @@ class ModelInfo(BaseModel):
     max_len: int = Field(description="the most recent events the model reads")
     vocab: VocabSizes
     behaviors: list[str] = Field(description="the behaviour names a history may use")
-    test_metrics: dict[str, float] | None = Field(description="the run's test metrics (results.json)")
+    test_metrics: dict[str, float | None] | None = Field(
+        description="the run's test metrics (results.json); null where no user defines one (e.g. no novel "
+        "positive)"
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -347,5 +350,7 @@ def model_info(p: Predictor) -> ModelInfo:
             fields={f: len(p.data.vocabs[f"field:{f}"]) - 1 for f in p.data.fields},
         ),
         behaviors=p.behaviors,
-        test_metrics={k: float(v) for k, v in test.items()} if isinstance(test, dict) else None,
+        test_metrics={k: None if v is None or v != v else float(v) for k, v in test.items()}
+        if isinstance(test, dict)
+        else None,
     )

@@ -47,12 +47,13 @@ class WideDeep(CtrRecommender):
 
     def cross_rows(self, history: torch.Tensor) -> list[torch.Tensor]:
         """Per crossed field, [T, S]: the mean over the history's values a of the cross weights W[a, :]."""
-        real_items = (history != 0).float()[..., None]  # [T, n, 1]
-        item_share = real_items / real_items.sum(1, keepdim=True).clamp(min=1)
+        real_items = (history != 0)[..., None]  # [T, n, 1]
         rows = []
         for i, table in enumerate(self.cross):
+            dtype = table.weight.dtype
+            item_share = real_items.to(dtype) / real_items.sum(1, keepdim=True).clamp(min=1)
             ids = getattr(self, f"item_field_{i}")[history]  # [T, n, K]
-            real = (ids != 0).float()
+            real = (ids != 0).to(dtype)
             share = item_share * real / real.sum(-1, keepdim=True).clamp(min=1)  # each value's weight
             rows.append(
                 F.embedding_bag(ids.flatten(1), table.weight, per_sample_weights=share.flatten(1), mode="sum")
@@ -78,7 +79,7 @@ class WideDeep(CtrRecommender):
             wide = w_q + self.item_fields(first_order, ids).sum((-2, -1))  # w^T x: [T, C]
             for i, p in enumerate(cross_rows):
                 values = getattr(self, f"item_field_{i}")[ids]  # [., C, K]
-                real = (values != 0).float()
+                real = (values != 0).to(p.dtype)
                 wide = wide + (p[row, values] * real).sum(-1) / real.sum(-1).clamp(min=1)  # w^T phi(x)
             deep_c = self.item_fields(self.emb, ids).flatten(-2) @ w_deep_c.T + self.mlp.first.bias
             return wide + self.out(self.mlp.rest(deep_q + deep_c)).squeeze(-1)

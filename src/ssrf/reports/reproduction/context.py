@@ -161,7 +161,7 @@ def seed_table(ctx: ReportContext, part: str) -> list[dict[str, Any]]:
                 row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(vals)
             row["stopped_by_patience"] = sum(bool(r.result.get("stopped_early")) for r in mine)
             row["stopped_by_cap"] = sum(
-                not r.result.get("stopped_early") and r.result["epochs_run"] > 1 for r in mine
+                r.result.get("trained", True) and not r.result.get("stopped_early") for r in mine
             )
             row["epochs_run"] = ";".join(str(r.result["epochs_run"]) for r in mine)
             row["best_epoch"] = ";".join(str(r.result["best_epoch"]) for r in mine)

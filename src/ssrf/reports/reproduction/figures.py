@@ -14,7 +14,6 @@ from typing import Any
 from ssrf.reports import figures as plots
 from ssrf.reports.reproduction.context import ReportContext, models_in, pm
 from ssrf.reports.tables import markdown
-from ssrf.reports.tables import model_name as name
 
 
 def sweep_table(ctx: ReportContext) -> list[dict[str, Any]]:
@@ -113,8 +112,11 @@ def section(ctx: ReportContext, abl: list[dict[str, Any]]) -> list[str]:
         "## Figures 4 and 5: ablations",
         "",
         "SSRF-UC drops the context (attention tokens carry the item alone); SSRF-O drops the pairwise "
-        "encoding (the CNN sees the plain L x d matrix). Same settings and seeds as Table II; error bars: "
-        "one standard deviation over seeds.",
+        "encoding (the CNN sees the plain L x d matrix). Beside them the 2x2 of the output layer (untied, "
+        "as published, or tied to the input tables) and the loss (bce with 3 negatives, as published, or "
+        "full-softmax ce): SSRF is untied + bce, SSRF best is tied + ce. Same loss weights and seeds as "
+        "Table II; each ablation runs at the learning rate selected for its parent (SSRF-UC, SSRF-O and "
+        "tied + bce: SSRF's; untied + ce: SSRF best's). Error bars: one standard deviation over seeds.",
         "",
         "![Figure 4](fig4_ablation_relaimpr.png)",
         "",
@@ -125,7 +127,7 @@ def section(ctx: ReportContext, abl: list[dict[str, Any]]) -> list[str]:
             [
                 [
                     r["dataset"],
-                    name(r["model"]),
+                    ctx.name(r["model"]),
                     pm(r["auc_mean"], r["auc_std"]),
                     pm(r["rela_impr_mean"], r["rela_impr_std"], pct=True),
                     pm(r["rec@10_mean"], r["rec@10_std"]),
