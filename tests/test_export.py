@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from torch.onnx._internal.exporter._errors import TorchExportError
+from torch.onnx._internal.exporter._errors import ConversionError, TorchExportError
 from typer.testing import CliRunner
 
 from ssrf import pipeline
@@ -42,6 +42,15 @@ def exportable(name: str):
                 raises=TorchExportError,
                 reason="CTR family: `catalogue` chooses its chunk size from the row count, which "
                 "torch.export cannot know (the rows come from boolean-mask positions)",
+            ),
+        )
+    if name == "repeat":
+        return pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                raises=ConversionError,
+                reason="the repeat rule ranks a history by scatter_reduce(amax), which torch.onnx's "
+                "exporter cannot decompose; a rule with no weights has little to export",
             ),
         )
     return name

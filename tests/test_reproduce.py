@@ -53,7 +53,9 @@ REDUCED = Plan(
     epochs=1,
     patience=1,
     weights=(1.0, 10.0),
-    models=("fm", "ssrf"),
+    lrs=(1e-3, 3e-3),
+    models=("random", "pop", "repeat", "fm", "ssrf"),
+    ablations=("ssrf-uc",),
     sweep_models=("fm", "ssrf"),
     beauty_models=("pop",),
     beauty_sample_users=1000,
@@ -88,7 +90,8 @@ def check_report(out: Path, runs: Path) -> None:
     for row in read_csv(out / "runs.csv"):
         res = json.loads((runs / row["run"] / "results.json").read_text())
         for key, value in res["test"].items():
-            assert float(row[f"test_{key}"]) == pytest.approx(value, rel=1e-12, abs=1e-15), (row["run"], key)
+            cell = float(row[f"test_{key}"] or "nan")  # a metric no user defines is an empty cell
+            assert cell == pytest.approx(value, rel=1e-12, abs=1e-15, nan_ok=True), (row["run"], key)
         assert int(row["epochs_run"]) == res["epochs_run"]
 
     # Table II and the ablations: mean and std over the listed runs; RelaImpr against FM of the same seed
@@ -143,6 +146,13 @@ def test_reduced_plan_report_and_reuse(tmp_path, shared_data):
     report = (out / "REPORT.md").read_text()
     assert "No item categories" in report  # the Retailrocket sample's limitation is stated
     assert "GPU sweep" in report and "published" in report  # reference numbers are labelled
+    # reference rows, repeat/novel columns, the selected learning rates, the old protocol beside the new
+    assert "| Repeat rule |" in report and "| Random |" in report and "AUC repeat / novel" in report
+    assert "models above the repeat rule's AUC" in report
+    assert "the old protocol's artefact" in report and "AUC (leak-free)" in report
+    t2 = {(r["dataset"], r["model"]): r for r in read_csv(out / "table2_auc.csv")}
+    assert float(t2[("retailrocket", "fm")]["lr"]) in REDUCED.lrs  # chosen on validation from the grid
+    assert t2[("retailrocket", "repeat")]["stopped_by_cap"] == "0"  # a rule trains nothing
     before = run_folders(runs)
     assert len(before) == first.trained
 
@@ -163,9 +173,12 @@ def test_interrupted_reproduction_is_continued(tmp_path, shared_data):
         epochs=1,
         patience=1,
         weights=(10.0,),
+        lrs=(1e-3,),
         models=("fm",),
+        ablations=("ssrf-o",),  # with SSRF and SSRF best, which the ablation part always has
         sweep_models=("fm",),
         beauty_models=(),
+        legacy=False,
     )
     out, cache = tmp_path / "report", tmp_path / "cache"
     kw = {"plan": plan, "data_root": shared_data, "cache_dir": cache, "progress": False}
@@ -182,7 +195,7 @@ def test_interrupted_reproduction_is_continued(tmp_path, shared_data):
     assert [(c["completed"], c["runs_trained"]) for c in calls] == [(False, 2)]
     assert not (out / "REPORT.md").exists()
 
-    again = reproduce(out, **kw)  # fm + the three ablation models
+    again = reproduce(out, **kw)  # fm + SSRF, SSRF-O and SSRF best
     assert (again.trained, again.reused) == (2, 2)
     victim = out / "runs" / seen[0]
     (victim / "results.json").unlink()
