@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -130,14 +131,20 @@ def run_prepare(
     ssrf: list[str], csv: Path, cache: Path, log: Path, max_rss_gb: float
 ) -> tuple[float, float, float, str]:
     """Wall seconds, CPU seconds (user + system), peak RSS (GB) of one `ssrf data prepare` subprocess, and
-    its stdout.
+    its stdout (see `run_measured`)."""
+    cmd = [*ssrf, "data", "prepare", str(csv), "--format", "taobao", "--cache-dir", str(cache)]
+    got = run_measured(cmd, log, max_rss_gb)
+    return got["wall_s"], got["cpu_s"], got["peak_rss_mib"] / 1024, got["stdout"].strip()
+
+
+def run_measured(cmd: list[str], log: Path, max_rss_gb: float) -> dict:
+    """Wall s, CPU s and peak RSS (MiB) of one subprocess, and its stdout; exits if it fails.
 
     The peak is the kernel's (`os.wait4` rusage of that one child). A watchdog kills the child if its RSS
     passes `max_rss_gb`: a run too big for the machine then fails alone, without the OOM killer."""
-    cmd = [*ssrf, "data", "prepare", str(csv), "--format", "taobao", "--cache-dir", str(cache)]
     print("$ " + " ".join(cmd), flush=True)
     stop, tripped = threading.Event(), threading.Event()
-    with open(log, "wb") as err, open(log.with_suffix(".out"), "w+b") as out:
+    with open(log, "wb") as err, tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err)
 
@@ -147,7 +154,7 @@ def run_prepare(
                 try:
                     with open(f"/proc/{proc.pid}/statm") as fh:
                         rss = int(fh.read().split()[1]) * page / 1024**3
-                except (OSError, IndexError, ValueError):  # exited (or a zombie)
+                except (OSError, IndexError, ValueError):
                     return
                 if rss > max_rss_gb:
                     tripped.set()
@@ -159,19 +166,21 @@ def run_prepare(
         watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
         stop.set()
         watcher.join()
         out.seek(0)
         stdout = out.read().decode()
-    rss_gb = usage.ru_maxrss / 1024**2  # ru_maxrss is in KiB on Linux
-    if proc.returncode != 0:
-        why = f"killed at RSS > {max_rss_gb} GB" if tripped.is_set() else f"exit {proc.returncode}"
-        sys.exit(
-            f"{log.read_text()[-3000:]}\n"
-            f"ssrf data prepare failed ({why}, after {wall:.0f} s, peak RSS {rss_gb:.2f} GB); log: {log}"
-        )
-    return wall, usage.ru_utime + usage.ru_stime, rss_gb, stdout.strip()
+    code = os.waitstatus_to_exitcode(status)
+    rss_mib = usage.ru_maxrss / 1024  # KiB on Linux
+    if code != 0:
+        why = f"killed at RSS > {max_rss_gb} GB" if tripped.is_set() else f"exit {code}"
+        sys.exit(f"{log.read_text()[-3000:]}\n{cmd[0]} failed ({why}, {wall:.0f} s, peak {rss_mib:.0f} MiB)")
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_rss_mib": round(rss_mib),
+        "stdout": stdout,
+    }
 
 
 def _ssrf_command() -> list[str]:

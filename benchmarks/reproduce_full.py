@@ -41,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -49,7 +48,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prepare_scale import _ssrf_command, _zipf_cdf
+from prepare_scale import _ssrf_command, _zipf_cdf, run_measured
 from prepare_scale import generate as generate_taobao
 
 RR_START, RR_END = 1430622000, 1442545200  # 2015-05-03 03:00 .. 2015-09-18 03:00 UTC, as the real events
@@ -199,49 +198,6 @@ def generate_retailrocket(folder: Path, events: int, props: int, seed: int) -> d
 
 
 # ------------------------------------------------------------------------------------------ measuring
-
-
-def run_measured(cmd: list[str], log: Path, max_rss_gb: float) -> dict:
-    """Wall s, CPU s and peak RSS (MiB) of one subprocess, and its stdout; exits if it fails."""
-    print("$ " + " ".join(cmd), flush=True)
-    stop, tripped = threading.Event(), threading.Event()
-    with open(log, "wb") as err, tempfile.TemporaryFile() as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-
-        def watch() -> None:
-            page = os.sysconf("SC_PAGE_SIZE")
-            while not stop.is_set():
-                try:
-                    with open(f"/proc/{proc.pid}/statm") as fh:
-                        rss = int(fh.read().split()[1]) * page / 1024**3
-                except (OSError, IndexError, ValueError):
-                    return
-                if rss > max_rss_gb:
-                    tripped.set()
-                    proc.kill()
-                    return
-                time.sleep(0.1)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        stop.set()
-        watcher.join()
-        out.seek(0)
-        stdout = out.read().decode()
-    code = os.waitstatus_to_exitcode(status)
-    rss_mib = usage.ru_maxrss / 1024  # KiB on Linux
-    if code != 0:
-        why = f"killed at RSS > {max_rss_gb} GB" if tripped.is_set() else f"exit {code}"
-        sys.exit(f"{log.read_text()[-3000:]}\n{cmd[0]} failed ({why}, {wall:.0f} s, peak {rss_mib:.0f} MiB)")
-    return {
-        "wall_s": round(wall, 2),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-        "peak_rss_mib": round(rss_mib),
-        "stdout": stdout,
-    }
 
 
 def _status(field: str) -> int:
