@@ -149,7 +149,7 @@ def evaluate(
         positives = {"repeat": relevant & history, "novel": relevant & ~history}
         sums["repeat_share"] += float(positives["repeat"].sum())
         counts["repeat_share"] += int(relevant.sum())
-        touched = seqs.items_through(u, sid)
+        touched = seqs.items_through(u, sid) if cfg.auc or cfg.candidates else []
         if cfg.auc:
             negative = ~item_mask(touched, width, scores.device)
             negative[:, 0] = False
