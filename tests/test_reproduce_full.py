@@ -185,3 +185,17 @@ def test_demo_paper_config_is_the_papers():
     best = demo_config(7, paper=False)  # unchanged without --paper
     assert (best.train.loss, best.model_options["tie_output"], best.train.patience) == ("ce", True, 7)
     assert best.train.behavior_weights == () and best.train.metric == "ndcg@10"
+
+
+def test_plan_by_name_and_a_bad_name():
+    from ssrf.cli import _plan
+    from ssrf.reproduce import QUICK, candidate_plans
+
+    small = next(p for p in candidate_plans() if p.name == "small")
+    assert _plan(1.0, False, ["taobao", "retailrocket", "diginetica", "beauty"], "small") == small
+    assert (
+        _plan(1e6, False, ["taobao"], "quick").datasets == ("taobao",) == _plan(1, True, ["taobao"]).datasets
+    )
+    assert _plan(1.0, False, ["taobao"], "quick").lrs == QUICK.lrs
+    result = CliRunner().invoke(app, ["reproduce", "--plan", "nope"])
+    assert result.exit_code == 2 and "--plan must be one of full, default, small, quick" in result.output

@@ -539,8 +539,9 @@ def reproduction_specs(
     return dataset_specs(beauty_sample_users, files=files, sample_users=sizes)
 
 
-def _plan(budget: float, quick: bool, chosen: list[str]) -> Plan:
-    """The plan `reproduce` would pick, restricted to the chosen datasets (and picked again for them)."""
+def _plan(budget: float, quick: bool, chosen: list[str], name: str | None = None) -> Plan:
+    """The plan `reproduce` would pick (or the one `name`d), restricted to the chosen datasets (and picked
+    again for them)."""
     import dataclasses
 
     from ssrf.reproduce import QUICK, candidate_plans, estimate_seconds
@@ -555,6 +556,11 @@ def _plan(budget: float, quick: bool, chosen: list[str]) -> Plan:
 
     if quick:
         return restrict(QUICK)
+    if name is not None:
+        named = {p.name: p for p in (*candidate_plans(), QUICK)}
+        if name not in named:
+            raise DataError(f"--plan must be one of {', '.join(named)}, got {name!r}")
+        return restrict(named[name])
     plans = [restrict(p) for p in candidate_plans()]
     return next((p for p in plans if estimate_seconds(p) <= 0.85 * budget * 60), plans[-1])
 
@@ -659,6 +665,10 @@ def reproduce(
     jobs: Annotated[
         int, typer.Option(min=1, help="runs trained at once, each in its own process with one thread")
     ] = 1,
+    plan_name: Annotated[
+        str | None,
+        typer.Option("--plan", help="full, default, small or quick, instead of the one --budget picks"),
+    ] = None,
 ) -> None:
     """Reproduce the paper's experiments (Tables I-II, figures 2-5, Beauty, a verdict per claim): a report.
 
@@ -675,8 +685,8 @@ def reproduce(
             raise DataError(f"--parts must be all or table1, got {parts!r}")
         chosen = _selected(datasets)
         plan = (
-            _plan(budget * jobs, quick, chosen)
-            if parts == "all" and datasets
+            _plan(budget * jobs, quick, chosen, plan_name)
+            if parts == "all" and (datasets or plan_name)
             else plan_for(budget * jobs, quick)
         )
         b_users = plan.beauty_sample_users

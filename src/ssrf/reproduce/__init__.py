@@ -351,8 +351,8 @@ def build_runs(
         for ds in plan.datasets:
             for m in _available(REFERENCES, available):
                 runs += [_spec(plan, "legacy", ds + LEGACY, m, plan.seeds[0], PAPER_WEIGHT, plan.lrs[0])]
-    for m in _available(plan.beauty_models, available):
-        runs.append(_spec(plan, "beauty", "beauty", m, plan.seeds[0], None, plan.lrs[0]))
+    for m in _available(plan.beauty_models, available):  # (no tuning: the default rate)
+        runs.append(_spec(plan, "beauty", "beauty", m, plan.seeds[0], None, TrainConfig().lr))
     return runs
 
 
@@ -381,9 +381,12 @@ def behavior_weights(
 def run_config(spec: RunSpec, ds: DatasetSpec, data: Prepared) -> pipeline.RunConfig:
     temporal = ds.prepare.split == "temporal"
     v = variant(spec.model)
+    options = dict(v.options)
+    if v.model == "random":  # another seed, another ranking (the other reference rows have no randomness)
+        options["seed"] = spec.seed
     return pipeline.RunConfig(
         model=v.model,
-        model_options=dict(v.options),
+        model_options=options,
         data=ds.prepare,
         train=TrainConfig(
             loss=spec.loss,
@@ -496,7 +499,7 @@ def reproduce(
         )
         for r in [*tuning, *runs]
     ]
-    beauty_probe = _spec(plan, "beauty", "beauty", "pop", plan.seeds[0], None, plan.lrs[0])
+    beauty_probe = _spec(plan, "beauty", "beauty", "pop", plan.seeds[0], None, TrainConfig().lr)
     context = R.ReportContext(
         plan=plan.to_dict(),
         datasets={

@@ -102,6 +102,9 @@ def section(ctx: ReportContext, t1: list[dict[str, Any]], dropped: list[dict[str
         "",
     ]
     for k, d in ctx.datasets.items():
+        if d.meta.get("fit_on") == "all" and d.meta["split"] == "temporal":  # the same data, old protocol
+            lines += [f"- **{d.title}** (`{k}`): as above, with k-core and vocabularies over the whole log."]
+            continue
         lines += [f"- **{d.title}** (`{k}`, format `{d.fmt}`): {d.note}"]
     lines += [""]
     return lines
