@@ -35,25 +35,22 @@ def train_tiny(data, name: str, out):
 
 
 def exportable(name: str):
+    """The model name, or a strict expected failure with its reason where torch.onnx cannot export it."""
     if REGISTRY[name][0].__module__.startswith("ssrf.models.ctr."):
-        return pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                raises=TorchExportError,
-                reason="CTR family: `catalogue` chooses its chunk size from the row count, which "
-                "torch.export cannot know (the rows come from boolean-mask positions)",
-            ),
+        raises, reason = (
+            TorchExportError,
+            "CTR family: `catalogue` chooses its chunk size from the row count, which torch.export cannot "
+            "know (the rows come from boolean-mask positions)",
         )
-    if name == "repeat":
-        return pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                raises=ConversionError,
-                reason="the repeat rule ranks a history by scatter_reduce(amax), which torch.onnx's "
-                "exporter cannot decompose; a rule with no weights has little to export",
-            ),
+    elif name == "repeat":
+        raises, reason = (
+            ConversionError,
+            "the repeat rule ranks a history by scatter_reduce(amax), which torch.onnx's exporter cannot "
+            "decompose; a rule with no weights has little to export",
         )
-    return name
+    else:
+        return name
+    return pytest.param(name, marks=pytest.mark.xfail(raises=raises, reason=reason))
 
 
 @pytest.mark.parametrize("name", [exportable(n) for n in REGISTRY], ids=str)
