@@ -132,9 +132,9 @@ def sample_users(df: pl.DataFrame, n: int | None, seed: int, before: int | None 
         return df
     pool = df if before is None else df.select(USER, TS).filter(pl.col(TS) < before)
     users = pool.get_column(USER).unique().sort()
-    if n >= users.len() and before is None:
+    if n >= users.len():  # every eligible user: nothing to sample (the others are dropped later, as unseen)
         return df
-    keep = users.sample(min(n, users.len()), seed=seed, shuffle=True)
+    keep = users.sample(n, seed=seed, shuffle=True)
     return df.filter(pl.col(USER).is_in(keep.implode()))
 
 

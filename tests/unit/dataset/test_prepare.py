@@ -154,6 +154,15 @@ def test_user_sampling_is_seeded():
     assert P.sample_users(df, 20, seed=0).equals(df) and P.sample_users(df, 99, seed=3).equals(df)
 
 
+def test_user_sampling_before_a_time_draws_among_the_users_active_then():
+    """`before`: only users with an event before that time are drawn; asking for at least as many as there
+    are keeps the whole frame (users without such an event are left for the split to drop and count)."""
+    df = _users_frame()  # user u has events at times 2u and 2u + 1
+    sample = P.sample_users(df, 3, seed=0, before=8)  # users with an event before 8: 0, 1, 2, 3
+    assert set(sample["user"]) < {f"u{u:02d}" for u in range(4)} and sample["user"].n_unique() == 3
+    assert P.sample_users(df, 4, seed=0, before=8).equals(df)
+
+
 # ------------------------------------------------------------------------------------------- k-core
 
 
