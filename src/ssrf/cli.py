@@ -249,6 +249,9 @@ def train(
         result = pipeline.train(prepared, cfg, out, resume=resume)
     except (DataError, ValueError) as exc:
         _fail(exc)
+    from ssrf.training import distributed
+
+    distributed.shutdown()  # every rank, after the last collective: gloo aborts at exit otherwise
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
         return
     typer.echo(_results_table(result))

@@ -101,6 +101,15 @@ def setup() -> Dist:
     return Dist(rank=rank, world=world, local_rank=local_rank, grouped=True)
 
 
+def shutdown() -> None:
+    """Leave the process group, once every rank is done with collectives (a successful run's end). Without
+    it, Gloo's worker threads can outlive the interpreter and abort the process at exit ("terminate called
+    without an active exception", intermittently). Not called on an error path, where other ranks may still
+    wait in a collective and destroying the group could hang."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
 @contextmanager
 def main_first(dist: Dist) -> Iterator[None]:
     """Rank 0 runs the body first (say, to build a cache), then the others (which find it built)."""
