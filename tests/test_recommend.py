@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from ssrf import pipeline
 from ssrf.cli import app
-from ssrf.dataset.prepare import PrepareConfig
+from ssrf.dataset.prepare import TEST, PrepareConfig
 from ssrf.serving.predictor import Predictor
 
 runner = CliRunner()
@@ -32,7 +33,7 @@ def test_top_k_is_sorted_excludes_history_and_matches_the_model(run):
     recs = p.recommend([user], k=10)[0]
     assert len(recs) == 10
     assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
-    seen = {p.data.vocabs["item"].raw[i] for i in p.seqs.all_items([1])[0]}
+    seen = {p.data.vocabs["item"].raw[i] for i in p.seqs.items_through(np.array([1]), TEST)[0]}
     assert not seen & {r.item for r in recs}
     with_seen = p.recommend([user], k=p.data.n_items, include_seen=True)[0]
     assert seen <= {r.item for r in with_seen}

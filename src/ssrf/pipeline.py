@@ -22,14 +22,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ssrf import __version__
 from ssrf.core import DataError, atomic_write_bytes, atomic_write_text, seed_everything
 from ssrf.dataset.artifacts import Prepared, prepare_dataset
 from ssrf.dataset.prepare import PrepareConfig
-from ssrf.dataset.sequences import TRAIN, Sequences
+from ssrf.dataset.sequences import Sequences
 from ssrf.evaluation.evaluate import EvalConfig, evaluate
 from ssrf.io import GenericMapping, read
 from ssrf.models import REGISTRY, build, config_fields
@@ -176,8 +175,7 @@ def build_model(name: str, options: dict[str, Any], seqs: Sequences) -> Sequenti
     if hasattr(model, "set_item_fields"):
         model.set_item_fields([torch.from_numpy(t) for t in seqs.item_fields])
     if hasattr(model, "set_item_counts"):  # popularity from the training period only (no valid/test event)
-        counts = np.bincount(seqs.items[seqs.split == TRAIN], minlength=seqs.n_items + 1)
-        model.set_item_counts(torch.from_numpy(counts))
+        model.set_item_counts(torch.from_numpy(seqs.train_counts()))
     return model
 
 

@@ -107,8 +107,9 @@ class Sequences:
     def items_before(self, users: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
         return [np.unique(self.items[self.ptr[u] : e]) for u, e in zip(users, ends, strict=True)]
 
-    def all_items(self, users: np.ndarray) -> list[np.ndarray]:
-        return [np.unique(self.items[self.ptr[u] : self.ptr[u + 1]]) for u in users]
+    def train_counts(self) -> np.ndarray:
+        """[N + 1] int64: training-period events of each item (no validation or test event counted)."""
+        return np.bincount(self.items[self.split == TRAIN], minlength=self.n_items + 1)
 
     def items_through(self, users: np.ndarray, split: int) -> list[np.ndarray]:
         """The distinct items of each user's events up to and including the `split` period (validation

@@ -298,7 +298,7 @@ def _counters(history: History, epoch: int, step: int, total: float, seen: int) 
 
 def _log_q(seqs: Sequences, device: torch.device) -> torch.Tensor:
     """log Q(item) of the sampled-softmax proposal: training popularity^0.75 (padding never drawn)."""
-    counts = np.bincount(seqs.items[seqs.split == 0], minlength=seqs.n_items + 1).astype(np.float64)
+    counts = seqs.train_counts().astype(np.float64)
     q = (counts + 1.0) ** 0.75
     q[0] = 0.0
     q /= q.sum()
