@@ -78,7 +78,7 @@ def test_cli_prints_and_writes(run, tmp_path):
     "args,message",
     [
         (["--user", "no-such-user"], "unknown user"),
-        (["--user", "1", "-k", "0"], "k must be"),
+        (["--user", "1", "-k", "0"], "'-k'"),
         ([], "--user"),
         (["--user", "1", "--out", "x.txt"], ".csv"),
     ],

@@ -350,8 +350,8 @@ def _config_mismatch(best: Path) -> None:
 @pytest.mark.parametrize(
     "change,message",
     [
-        (_truncate, "weights differ from the digest"),
-        (_flip_a_byte, "weights differ from the digest"),
+        (_truncate, "differs from the digest"),
+        (_flip_a_byte, "differs from the digest"),
         (_config_mismatch, "weights do not match the config"),
     ],
     ids=["truncated", "tampered", "config-mismatch"],

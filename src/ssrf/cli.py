@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -21,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click output: usage errors on one line, help text printed as written
     help="Context-aware sequential recommendation (SSRF): data, training, evaluation, serving.",
 )
 data_app = typer.Typer(no_args_is_help=True, help="Ingest and inspect interaction logs.")
@@ -35,6 +38,27 @@ Paths = Annotated[list[Path], typer.Argument(help="input file(s), or one prepare
 def _fail(exc: Exception) -> None:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
+
+
+def _threads(requested: int | None) -> None:
+    """Set PyTorch's thread count (see distributed.pick_threads) and say what was chosen."""
+    import torch
+
+    from ssrf.training.distributed import pick_threads
+
+    n, why = pick_threads(requested)
+    torch.set_num_threads(n)
+    typer.echo(f"using {n} thread{'s' * (n > 1)} ({why}; --threads N to choose)", err=True)
+
+
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="PyTorch threads (default: $OMP_NUM_THREADS, else the cores not busy now: cores minus the "
+        "load average)",
+    ),
+]
 
 
 def _mapping(spec: str | None, file: Path | None):
@@ -174,7 +198,12 @@ def _results_table(result: dict, split: str = "test") -> str:
 
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="a TOML run config ([data] [model_options] [train] [eval])")
+    Path | None,
+    typer.Option(
+        "--config",
+        help="a TOML run config with sections data, model_options, train, eval (default: the model's shipped "
+        "preset, src/ssrf/presets)",
+    ),
 ]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: section.key=value (repeatable)")]
 
@@ -203,11 +232,21 @@ def train(
         str | None, typer.Option(help="a registered model (`ssrf models` lists them); default ssrf")
     ] = None,
     config: ConfigOpt = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    paper: Annotated[
+        bool,
+        typer.Option(
+            "--paper",
+            help="SSRF's published configuration (bce with 3 negatives, untied output, AUC selection, "
+            "buy weighted 10) instead of our best (presets/paper.toml)",
+        ),
+    ] = False,
+    epochs: Annotated[int | None, typer.Option(help="most epochs (early stopping may stop sooner)")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="seed of all randomness (init, batches, negatives)")
+    ] = None,
     loss: Annotated[str | None, typer.Option(help="bce, ce or sampled-softmax")] = None,
     behavior_weights: Annotated[str | None, typer.Option(help="e.g. pv=1,fav=1,cart=1,buy=10")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     out: Annotated[
         Path | None, typer.Option(help="run folder (default runs/<model>-<data>-s<seed>-<time>)")
     ] = None,
@@ -219,33 +258,51 @@ def train(
     nproc: Annotated[
         int,
         typer.Option(
-            help="data-parallel processes on this machine (runs torchrun; gloo on CPU, NCCL on GPUs)"
+            min=1,
+            help="data-parallel processes on this machine (runs torchrun; gloo on CPU, NCCL on GPUs)",
         ),
     ] = 1,
+    threads: ThreadsOpt = None,
 ) -> None:
-    """Train a model, select it on validation, evaluate test once, and print the results table."""
+    """Train a model, select it on validation, evaluate test once, and print the results table.
+
+    Without --config the model's shipped preset is used (the best settings we measured; --paper: SSRF as
+    published); --set and the options above override it."""
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_torchrun(nproc))
     from ssrf import pipeline
+    from ssrf.training.loop import check_device
 
     try:
-        cfg = pipeline.RunConfig.from_toml(config) if config else pipeline.RunConfig()
+        if config is not None and paper:
+            raise DataError("give --config or --paper, not both")
+        if config is not None:
+            cfg = pipeline.RunConfig.from_toml(config)
+            if model is not None:
+                cfg = pipeline.RunConfig.from_dict({**cfg.to_dict(), "model": model}, str(config))
+        else:
+            cfg = pipeline.preset(model or "ssrf", paper=paper)
         sets = list(overrides or [])
-        for key, value in (("model", model),):
-            if value is not None:
-                cfg = pipeline.RunConfig.from_dict({**cfg.to_dict(), key: value})
-        for key, value in (("epochs", epochs), ("seed", seed), ("device", device)):
+        for key, value in (("epochs", epochs), ("seed", seed)):
             if value is not None:
                 sets.append(f"train.{key}={value}")
-        if loss is not None:
-            sets.append(f'train.loss="{loss}"')
+        for key, text in (("device", device), ("loss", loss)):
+            if text is not None:
+                sets.append(f"train.{key}={json.dumps(text)}")
         cfg = cfg.override(sets) if sets else cfg
         if behavior_weights is not None:
-            import dataclasses
-
             weights = pipeline.parse_behavior_weights(behavior_weights)
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, behavior_weights=weights))
+        check_device(cfg.train.device)
+        pipeline.check_out(out, resume)
+        _threads(threads)
         prepared = pipeline.prepare(data, fmt, cfg.data, mapping=_mapping(map_spec, map_file), root=root)
+        if paper and behavior_weights is None:
+            cfg, dropped = pipeline.keep_known_behaviors(cfg, prepared)
+            if dropped:
+                typer.echo(
+                    f"the paper's weights of {', '.join(dropped)}: not behaviours of this data", err=True
+                )
         result = pipeline.train(prepared, cfg, out, resume=resume)
     except (DataError, ValueError) as exc:
         _fail(exc)
@@ -254,18 +311,24 @@ def train(
     distributed.shutdown()  # every rank, after the last collective: gloo aborts at exit otherwise
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
         return
+    _report(result)
+
+
+def _report(result: dict) -> None:
+    """The results table, the training time and where the run folder is."""
     typer.echo(_results_table(result))
     typer.echo(
         f"\ntraining {result['train_seconds']:.1f} s ({result['epochs_run']} epochs, best "
         f"{result['best_epoch']}), test evaluation {result['test_eval_seconds']:.1f} s"
     )
+    typer.echo(f"run folder: {result['run_dir']}")
 
 
 @app.command("evaluate")
 def evaluate(
     run: Annotated[Path, typer.Option("--run", help="a run folder")],
     split: Annotated[str, typer.Option(help="test or valid")] = "test",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     base_run: Annotated[
         Path | None,
         typer.Option(
@@ -293,33 +356,45 @@ def recommend(
     users_file: Annotated[
         Path | None, typer.Option("--users", help="a file with one raw user id a line")
     ] = None,
-    k: Annotated[int, typer.Option("-k", help="how many items")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, help="how many items")] = 10,
     include_seen: Annotated[
         bool, typer.Option("--include-seen", help="keep items already in the history")
     ] = False,
     out: Annotated[Path | None, typer.Option(help="write CSV (.csv) or JSON lines (.jsonl) instead")] = None,
-    batch_size: Annotated[int, typer.Option(help="users scored at once")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="users scored at once")] = 256,
 ) -> None:
-    """Top-K items for users of a trained run, from their stored histories."""
-    import csv
-    import json
-
+    """Top-K items for users of a trained run, from their stored histories; unknown users are skipped and
+    named (with their line in --users)."""
     from tqdm import tqdm
 
     from ssrf.serving.predictor import Predictor
 
     try:
-        ids = list(user or [])
+        ids = [(u, f"--user {u}") for u in user or []]
         if users_file is not None:
-            ids += [line.strip() for line in users_file.read_text().splitlines() if line.strip()]
+            ids += _read_users(users_file)
         if not ids:
             raise DataError("give --user ID or --users FILE")
-        if out is not None and out.suffix not in (".csv", ".jsonl"):
-            raise DataError("--out must end in .csv or .jsonl", path=out)
+        if out is not None:
+            if out.suffix not in (".csv", ".jsonl"):
+                raise DataError("--out must end in .csv or .jsonl", path=out)
+            if not out.parent.is_dir():
+                raise DataError("--out: the folder does not exist", path=out.parent)
         predictor = Predictor.load(run)
+        if not 1 <= k <= predictor.n_items:
+            raise DataError(f"-k {k}: must be between 1 and {predictor.n_items} (the catalogue)")
+        known, unknown = [], []
+        for uid, where in ids:
+            (known if predictor.knows_user(uid) else unknown).append((uid, where))
+        for uid, where in unknown[:10]:
+            typer.echo(f"skipped: unknown user {uid!r} ({where})", err=True)
+        if len(unknown) > 10:
+            typer.echo(f"skipped: {len(unknown) - 10} more unknown users", err=True)
+        if not known:
+            raise DataError(f"none of the {len(ids)} users is known to the model")
         rows = []
-        for lo in tqdm(range(0, len(ids), batch_size), disable=out is None or None, unit="batch"):
-            chunk = ids[lo : lo + batch_size]
+        for lo in tqdm(range(0, len(known), batch_size), disable=out is None or None, unit="batch"):
+            chunk = [uid for uid, _ in known[lo : lo + batch_size]]
             for uid, recs in zip(chunk, predictor.recommend(chunk, k, include_seen), strict=True):
                 rows += [
                     {
@@ -333,6 +408,8 @@ def recommend(
                 ]
     except DataError as exc:
         _fail(exc)
+    if predictor.nonfinite_scores:
+        typer.echo(f"warning: {predictor.nonfinite_scores} users got non-finite scores (left out)", err=True)
     if out is None:
         from ssrf.reports.tables import markdown
 
@@ -343,6 +420,8 @@ def recommend(
             )
         )
         return
+    import csv
+
     tmp = out.with_name(f".{out.name}.tmp")
     with open(tmp, "w", newline="") as fh:
         if out.suffix == ".csv":
@@ -352,16 +431,36 @@ def recommend(
         else:
             fh.writelines(json.dumps(r) + "\n" for r in rows)
     tmp.replace(out)
-    typer.echo(f"wrote {len(rows)} recommendations for {len(ids)} users to {out}")
+    skipped = f" ({len(unknown)} unknown users skipped)" if unknown else ""
+    typer.echo(f"wrote {len(rows)} recommendations for {len(known)} users to {out}{skipped}")
+
+
+def _read_users(path: Path) -> list[tuple[str, str]]:
+    """(user id, "FILE:LINE") for each non-empty line of a users file; a clear error for a file that is
+    missing, not UTF-8 text, or holds no id."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read the users file: {exc.strerror or exc}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"not a UTF-8 text file (byte {exc.start}): give one user id a line", path=path
+        ) from None
+    if "\x00" in text:
+        raise DataError("not a text file (NUL bytes): give one user id a line", path=path)
+    ids = [(line.strip(), f"{path}:{n}") for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not ids:
+        raise DataError("the users file holds no user id (one a line)", path=path)
+    return ids
 
 
 @app.command("serve")
 def serve(
     run: Annotated[Path, typer.Option("--run", help="a run folder")],
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
-    workers: Annotated[int, typer.Option(help="server processes (each loads the run)")] = 1,
-    max_history: Annotated[int, typer.Option(help="events one request's history may carry")] = 1000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to bind")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="server processes (each loads the run)")] = 1,
+    max_history: Annotated[int, typer.Option(min=1, help="events one request's history may carry")] = 1000,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="log each request")] = True,
 ) -> None:
     """Serve recommendations over HTTP: POST /v1/recommend, /v1/recommend/batch; GET /healthz, /v1/model,
@@ -384,7 +483,7 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
     out: Annotated[Path | None, typer.Option(help="output file (default RUN/model.onnx)")] = None,
     check_users: Annotated[
-        int, typer.Option(help="real users whose onnxruntime scores are checked against PyTorch's")
+        int, typer.Option(min=0, help="real users whose onnxruntime scores are checked against PyTorch's")
     ] = 32,
 ) -> None:
     """Export the run's scoring function: (user [B], items [B, n], behaviors [B, n]) -> scores [B, N+1]."""
@@ -413,41 +512,25 @@ def export(
         )
 
 
-PAPER_BEHAVIOR_WEIGHTS = (("pv", 1.0), ("fav", 1.0), ("cart", 1.0), ("buy", 10.0))  # the paper's 3.4
-
-
 def demo_config(epochs: int, paper: bool) -> RunConfig:
-    """The RunConfig `ssrf demo` trains.
-
-    paper=True: the paper's configuration (configs/ssrf.toml's defaults): loss `bce` (eq. 13) with 3
-    uniformly sampled negatives per target, an untied (free) output layer, loss weights 1:1:10 with the
-    strongest behaviour `buy` at 10 (pv, fav and cart at 1), and the epoch kept is the one with the best
-    validation AUC (early stopping on it, patience 3).
-    paper=False: full-softmax cross-entropy, the output tied to the input item and context tables, every
-    behaviour weighted 1, no early stopping (the best configuration we found on this subset)."""
-    import dataclasses
-
+    """The RunConfig `ssrf demo` trains: SSRF's shipped preset (presets/ssrf.toml: full-softmax
+    cross-entropy, the output tied to the input item and context tables, every behaviour weighted 1) for
+    `epochs` epochs, all of them run (no early stopping: the best configuration we found on this subset), or
+    with `paper` the published configuration (presets/paper.toml: loss bce with 3 uniformly sampled
+    negatives, an untied output layer, loss weights 1:1:10 with `buy` at 10, the epoch kept by validation
+    AUC with early stopping, patience 3)."""
     from ssrf import pipeline
 
-    if paper:
-        cfg = pipeline.RunConfig().override(
-            [f"train.epochs={epochs}", 'train.loss="bce"', "train.negatives=3", 'train.metric="auc"']
-        )
-        cfg = dataclasses.replace(
-            cfg,
-            model_options={**cfg.model_options, "tie_output": False},
-            train=dataclasses.replace(cfg.train, behavior_weights=PAPER_BEHAVIOR_WEIGHTS),
-        )
-        return cfg
-    best = ['train.loss="ce"', "model_options.tie_output=true", f"train.patience={epochs}"]
-    return pipeline.RunConfig().override([f"train.epochs={epochs}", *best])
+    cfg = pipeline.preset("ssrf", paper=paper)
+    return cfg.override([f"train.epochs={epochs}", *([] if paper else [f"train.patience={epochs}"])])
 
 
 @app.command("demo")
 def demo(
     root: Root = None,
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 10,
-    out: Annotated[Path | None, typer.Option(help="run folder")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 10,
+    out: Annotated[Path | None, typer.Option(help="run folder (default runs/ssrf-<data>-s0-<time>)")] = None,
+    threads: ThreadsOpt = None,
     paper: Annotated[
         bool,
         typer.Option(
@@ -467,16 +550,14 @@ def demo(
     from ssrf.reports.tables import dataset_stats
 
     try:
+        pipeline.check_out(out)
+        _threads(threads)
         prepared = pipeline.prepare([pipeline.demo_data_path()], pipeline.DEMO_FORMAT, root=root)
         typer.echo(dataset_stats({**prepared.meta, "path": str(prepared.path)}) + "\n")
         result = pipeline.train(prepared, demo_config(epochs, paper), out)
     except DataError as exc:
         _fail(exc)
-    typer.echo(_results_table(result))
-    typer.echo(
-        f"\ntraining {result['train_seconds']:.1f} s ({result['epochs_run']} epochs, best "
-        f"{result['best_epoch']}), test evaluation {result['test_eval_seconds']:.1f} s"
-    )
+    _report(result)
 
 
 ALL_DATASETS = ("taobao", "retailrocket", "diginetica", "beauty")
@@ -545,7 +626,6 @@ def reproduction_specs(
 def _plan(budget: float, quick: bool, chosen: list[str], name: str | None = None) -> Plan:
     """The plan `reproduce` would pick (or the one `name`d), restricted to the chosen datasets (and picked
     again for them)."""
-    import dataclasses
 
     from ssrf.reproduce import QUICK, candidate_plans, estimate_seconds
 
@@ -601,8 +681,9 @@ def reproduce(
     budget: Annotated[
         float,
         typer.Option(
+            min=1,
             help="minutes the plan may take on this 2-core machine (it picks epochs, sweeps); the cost "
-            "model is measured on the shared samples, so runs on your own full files take longer"
+            "model is measured on the shared samples, so runs on your own full files take longer",
         ),
     ] = 240.0,
     quick: Annotated[

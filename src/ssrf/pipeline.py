@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import json
 import platform
+import shutil
 import time
 import tomllib
 from collections.abc import Sequence
@@ -25,13 +26,14 @@ from typing import Any
 import torch
 
 from ssrf import __version__
-from ssrf.core import DataError, atomic_write_bytes, atomic_write_text, seed_everything
+from ssrf.core import DataError, atomic_write_text, seed_everything
+from ssrf.dataset import snapshot
 from ssrf.dataset.artifacts import Prepared, prepare_dataset
 from ssrf.dataset.prepare import PrepareConfig
 from ssrf.dataset.sequences import Sequences
 from ssrf.evaluation.evaluate import EvalConfig, evaluate
 from ssrf.io import GenericMapping, read
-from ssrf.models import REGISTRY, build, config_fields
+from ssrf.models import REGISTRY, build, check_options, config_fields
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.registry import load_model
 from ssrf.training import distributed
@@ -78,11 +80,21 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        if self.model not in REGISTRY:
-            raise DataError(f"unknown model {self.model!r}; choose one of {', '.join(REGISTRY)}")
+        """Every option is checked here, before any work: each section's types and ranges (in its own
+        config), the model's options (`check_options`), and the relations between sections."""
+        if not isinstance(self.model, str) or self.model not in REGISTRY:
+            raise DataError(f"model = {self.model!r}: unknown; choose one of {', '.join(REGISTRY)}")
         bad = set(self.model_options) - (config_fields(self.model) - COUNT_FIELDS)
         if bad:
             raise DataError(f"unknown model option(s) for {self.model}: {', '.join(sorted(bad))}")
+        check_options(self.model, self.model_options)
+        metric, _, k = self.train.metric.partition("@")
+        if k and int(k) not in self.eval.ks:
+            raise DataError(
+                f"train.metric = {self.train.metric!r}: cut-off {k} not in eval.ks {list(self.eval.ks)}"
+            )
+        if metric == "auc" and not self.eval.auc:
+            raise DataError("train.metric = 'auc' needs eval.auc = true")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
@@ -109,8 +121,11 @@ class RunConfig:
             try:
                 kwargs[name] = cls_(**table)
             except (TypeError, ValueError) as exc:
-                raise DataError(f"[{name}]: {exc}", path=source) from None
-        return cls(**kwargs)
+                raise DataError(_in_section(exc, name), path=source) from None
+        try:
+            return cls(**kwargs)
+        except DataError as exc:
+            raise DataError(str(exc), path=source) from None
 
     @classmethod
     def from_toml(cls, path: str | Path) -> RunConfig:
@@ -141,6 +156,41 @@ class RunConfig:
                 raise DataError(f"--set: unknown section {section!r}")
             raw[section][name] = parsed
         return RunConfig.from_dict(raw, "--set")
+
+
+def _in_section(exc: Exception, section: str) -> str:
+    """An option error's message, naming `section` unless it already does."""
+    text = str(exc)
+    return text if text.startswith(f"{section}.") else f"[{section}] {text}"
+
+
+FAMILIES = {"ssrf-uc": "ssrf", "ssrf-o": "ssrf"}  # the ablations share their parent's preset
+
+
+def preset(model: str = "ssrf", *, paper: bool = False) -> RunConfig:
+    """The shipped default for `model` (src/ssrf/presets/<model>.toml, the best settings we measured), or,
+    with `paper`, SSRF's published configuration (presets/paper.toml). A model without a preset gets the
+    RunConfig defaults."""
+    if model not in REGISTRY:
+        raise DataError(f"model = {model!r}: unknown; choose one of {', '.join(REGISTRY)}")
+    if paper and FAMILIES.get(model, model) != "ssrf":
+        raise DataError(f"--paper is SSRF's published configuration; {model} is not an SSRF model")
+    name = "paper" if paper else FAMILIES.get(model, model)
+    path = resources.files("ssrf") / "presets" / f"{name}.toml"
+    if not path.is_file():
+        return RunConfig(model=model)
+    cfg = RunConfig.from_dict(tomllib.loads(path.read_text()), f"presets/{name}.toml")
+    return dataclasses.replace(cfg, model=model)
+
+
+def keep_known_behaviors(cfg: RunConfig, data: Prepared) -> tuple[RunConfig, list[str]]:
+    """`cfg` without behaviour weights for behaviours `data` does not have (a preset's weights name Taobao's),
+    and the names dropped."""
+    known = set(data.vocabs["behavior"].raw[1:])
+    weights = cfg.train.behavior_weights
+    dropped = [b for b, _ in weights if b not in known]
+    kept = tuple((b, w) for b, w in weights if b in known)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, behavior_weights=kept)), dropped
 
 
 def parse_behavior_weights(spec: str) -> tuple[tuple[str, float], ...]:
@@ -193,39 +243,114 @@ def train(
     dist = distributed.setup()
     run_dir = Path(out) if out is not None else default_run_dir(cfg.model, data, cfg.train.seed)
     run_dir = Path(str(dist.broadcast(str(run_dir))))  # rank 0's time stamp
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        raise DataError("run folder exists and is not empty (use --resume to continue it)", path=run_dir)
+    check_run_folder(run_dir, data, resume)
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     seqs = Sequences.build(data)
     protocol = data.meta["split"]
+    if cfg.train.metric not in cfg.eval.metric_names(protocol):
+        choices = ", ".join(cfg.eval.metric_names(protocol))
+        raise DataError(
+            f"train.metric = {cfg.train.metric!r}: not reported under {protocol}; choose {choices}"
+        )
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, cfg.model_options, seqs)
     max_len = model.cfg.max_len  # type: ignore[attr-defined]
+    if cfg.train.max_len not in (max_len, TrainConfig().max_len):
+        raise DataError(
+            f"train.max_len = {cfg.train.max_len}: the input length is the model's; set "
+            f"model_options.max_len instead (this model reads {max_len})"
+        )
+    behaviors = list(data.vocabs["behavior"].raw[1:])
+    unknown = sorted({b for b, _ in cfg.train.behavior_weights} - set(behaviors))
+    if unknown:
+        raise DataError(
+            f"train.behavior_weights: unknown behaviour(s) {', '.join(unknown)}; this dataset has "
+            f"{', '.join(behaviors)}"
+        )
     train_cfg = dataclasses.replace(cfg.train, max_len=max_len)
     device = resolve_device(train_cfg.device)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(
-            run_dir / "config.json",
-            json.dumps(
-                {
-                    **cfg.to_dict(),
-                    "data_path": str(data.path.resolve()),
-                    "dataset": data.meta["key"],
-                    "protocol": protocol,
-                    "processes": dist.world,
-                },
-                indent=2,
-            ),
+    created = not run_dir.exists()
+    try:
+        if dist.is_main:
+            start_run_folder(run_dir, cfg, data, dist.world)
+        return _train(data, seqs, cfg, train_cfg, model, run_dir, device, on_step)
+    except BaseException:
+        if created and dist.is_main and not _holds_progress(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing behind
+        raise
+
+
+RUN_FILES = {"config.json", "vocab.json", snapshot.FOLDER}  # what a run folder holds before it trains
+
+
+def _holds_progress(run_dir: Path) -> bool:
+    """Whether the run folder holds anything worth keeping: a model, a resume state or results."""
+    return any((run_dir / name).exists() for name in ("best", "resume", "results.json"))
+
+
+def check_out(out: str | Path | None, resume: bool = False) -> None:
+    """The checks of a run folder that need no data (the CLI runs them before preparing any)."""
+    if out is None:
+        return
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DataError("--out names a file, not a folder", path=run_dir)
+    if resume or not run_dir.is_dir():
+        return
+    started = {p.name for p in run_dir.iterdir()} - RUN_FILES
+    if started or _holds_progress(run_dir):
+        raise DataError("run folder exists and is not empty (use --resume to continue it)", path=run_dir)
+
+
+def check_run_folder(run_dir: Path, data: Prepared, resume: bool) -> None:
+    """A `DataError` unless `run_dir` can be (re)used: absent, empty, or (with resume) a run on the same data.
+    A folder holding only what a failed start wrote (no model, no resume state) may be reused."""
+    check_out(run_dir, resume)
+    if not resume or not (run_dir / "config.json").exists():
+        return
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+        dataset = saved["dataset"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot resume: unreadable config.json ({exc})", path=run_dir) from None
+    if dataset != data.meta["key"]:
+        raise DataError(
+            f"cannot resume: the run was trained on {dataset}, not {data.meta['key']}", path=run_dir
         )
-        atomic_write_bytes(run_dir / "vocab.json", (data.path / "vocab.json").read_bytes())
+
+
+def start_run_folder(run_dir: Path, cfg: RunConfig, data: Prepared, processes: int) -> None:
+    """config.json and the run's own copy of its dataset (see ssrf.dataset.snapshot)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files = snapshot.store(data, run_dir)
+    config = {
+        **cfg.to_dict(),
+        "dataset": data.meta["key"],
+        "data_files": files,
+        "data_source": str(data.path.resolve()),  # where it was prepared (informative; never read back)
+        "protocol": data.meta["split"],
+        "processes": processes,
+    }
+    atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2))
+
+
+def _train(
+    data: Prepared,
+    seqs: Sequences,
+    cfg: RunConfig,
+    train_cfg: TrainConfig,
+    model: SequentialRecommender,
+    run_dir: Path,
+    device: torch.device,
+    on_step=None,
+) -> dict[str, Any]:
+    dist = distributed.setup()
+    protocol, max_len = data.meta["split"], train_cfg.max_len
     t0 = time.perf_counter()
 
     def validate(m: SequentialRecommender) -> dict[str, float]:
         return evaluate(m, seqs, "valid", protocol, cfg.eval, max_len, device)
 
-    if cfg.train.metric.split("@")[0] not in ("hr", "ndcg", "mrr", "pre", "rec", "auc"):
-        raise DataError(f"unknown validation metric {cfg.train.metric!r}")
     history = fit(
         model,
         seqs,
@@ -269,7 +394,7 @@ def train(
     }
     if dist.is_main:
         atomic_write_text(run_dir / "results.json", json.dumps(result, indent=2))
-    return result
+    return {**result, "run_dir": str(run_dir)}
 
 
 def rela_impr_against(result: dict[str, Any], base_run: str | Path, split: str = "test") -> float:
@@ -290,13 +415,12 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Re-evaluate a run's best model on its dataset (`overrides` such as "eval.candidates=99")."""
     run_dir = Path(run_dir)
-    try:
-        saved = json.loads((run_dir / "config.json").read_text())
-    except OSError as exc:
-        raise DataError(f"not a run folder: {exc}", path=run_dir) from None
+    saved = snapshot.read_config(run_dir)
     cfg = RunConfig.from_dict({k: saved[k] for k in ("model", "model_options", "data", "train", "eval")})
     cfg = cfg.override(overrides) if overrides else cfg
-    data = Prepared.load(saved["data_path"])
+    if split not in ("valid", "test"):
+        raise DataError(f"split = {split!r}: choose test or valid")
+    data = snapshot.load(run_dir, saved)
     seqs = Sequences.build(data)
     dev = resolve_device(device)
     _, model = load_model(run_dir / "best", dev)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ssrf.core import DataError, NonNegativeInt, PositiveInt, check_config
 from ssrf.dataset.batches import input_batch, item_mask
 from ssrf.dataset.sequences import TEST, VALID, Sequences
 from ssrf.evaluation import metrics as M
@@ -38,19 +39,38 @@ KINDS = ("repeat", "novel")  # positives the user had before the evaluated perio
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    ks: tuple[int, ...] = (5, 10, 20)  # cut-offs of the top-K metrics
+    ks: tuple[PositiveInt, ...] = (5, 10, 20)  # cut-offs of the top-K metrics
     mask_history: bool | None = None  # mask items seen before the evaluated period; None: on for loo only
-    batch_size: int = 512  # users scored at once (fewer when the catalogue is large, see max_scores)
-    max_scores: int = 2**25  # bound on users x items scores held at once (float32: 128 MiB), so memory
+    batch_size: PositiveInt = 512  # users scored at once (fewer when the catalogue is large, see max_scores)
+    max_scores: PositiveInt = (
+        2**25
+    )  # bound on users x items scores held at once (float32: 128 MiB), so memory
     # stays bounded for catalogues of millions of items
     auc: bool = True  # compute the paper's AUC (exact over all never-touched items)
-    candidates: int = 0  # 0: rank against every item; N > 0: against N sampled never-touched items only
-    seed: int = 0  # seed of the sampled candidates and of the validation sample
-    valid_users: int = 0  # > 0: validate (early stopping) on a fixed random sample of this many users;
+    candidates: NonNegativeInt = (
+        0  # 0: rank against every item; N > 0: against N sampled never-touched items only
+    )
+    seed: NonNegativeInt = 0  # seed of the sampled candidates and of the validation sample
+    valid_users: NonNegativeInt = (
+        0  # > 0: validate (early stopping) on a fixed random sample of this many users;
+    )
     # the test split always uses every user
+
+    def __post_init__(self) -> None:
+        check_config(self, "eval")
+        if not self.ks:
+            raise DataError("eval.ks = []: give at least one cut-off")
 
     def masking(self, protocol: str) -> bool:
         return self.mask_history if self.mask_history is not None else protocol == "loo"
+
+    def metric_names(self, protocol: str) -> list[str]:
+        """The metrics `evaluate` reports under `protocol` (before their repeat/novel variants)."""
+        return (["auc"] if self.auc else []) + (
+            [f"{m}@{k}" for k in self.ks for m in ("hr", "ndcg")] + ["mrr"]
+            if protocol == "loo"
+            else [f"{m}@{k}" for k in self.ks for m in ("pre", "rec", "ndcg")]
+        )
 
 
 def sample_candidates(
@@ -119,11 +139,7 @@ def evaluate(
     users, ends, starts = (a[dist.rank :: dist.world] for a in (users, ends, starts))
     mask_history = cfg.masking(protocol)
     model.eval()
-    base = (["auc"] if cfg.auc else []) + (
-        [f"{m}@{k}" for k in cfg.ks for m in ("hr", "ndcg")] + ["mrr"]
-        if protocol == "loo"
-        else [f"{m}@{k}" for k in cfg.ks for m in ("pre", "rec", "ndcg")]
-    )
+    base = cfg.metric_names(protocol)
     names = [*base, "repeat_share", *(f"{m}_{kind}" for kind in KINDS for m in base)]
     sums: dict[str, float] = dict.fromkeys(names, 0.0)
     counts: dict[str, int] = dict.fromkeys(names, 0)

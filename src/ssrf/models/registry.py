@@ -1,8 +1,10 @@
 """Model bundles on disk: `model.safetensors` (weights and buffers) + `model.json` (name and config).
 
 No pickle anywhere: loading a bundle runs no code from the file. `model.json` records a BLAKE2b digest of the
-weights, so a weights file changed after saving (corrupted or tampered with) fails to load; bundles written
-before the digest existed load without that check. The serving side needs only this module."""
+weights, so a weights file changed after saving (corrupted or tampered with) fails to load, and so does a
+bundle without a digest (nothing would tell a damaged file from a good one). Weights that are not finite
+(NaN, inf) are refused too: such a model would only ever serve NaN scores. The serving side needs only this
+module."""
 
 from __future__ import annotations
 
@@ -50,6 +52,19 @@ def save_model(directory: Path, name: str, model: SequentialRecommender) -> None
     atomic_write_text(directory / CONFIG, json.dumps(meta, indent=2))
 
 
+def load_checked(path: Path, expected: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file whose BLAKE2b digest is `expected` (a `DataError` otherwise)."""
+    try:
+        if weights_digest(path) != expected:
+            raise DataError(
+                "the file differs from the digest recorded when it was saved (it was corrupted or changed)",
+                path=path,
+            )
+        return load_file(str(path), device=str(device))
+    except (OSError, SafetensorError) as exc:
+        raise DataError(f"unreadable tensors: {exc}", path=path) from None
+
+
 def load_model(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[str, SequentialRecommender]:
@@ -58,23 +73,22 @@ def load_model(
     try:
         meta = json.loads((directory / CONFIG).read_text())
         name, config = meta["model_name"], meta["model_config"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        expected = meta["weights_blake2b"]
+    except KeyError as exc:
+        what = "weights_blake2b (the weights' digest)" if exc.args == ("weights_blake2b",) else exc
+        raise DataError(f"model config lacks {what}", path=directory / CONFIG) from None
+    except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"unreadable model config: {exc}", path=directory / CONFIG) from None
+    if not isinstance(expected, str):
+        raise DataError("weights_blake2b must be a hex digest", path=directory / CONFIG)
     try:
         model = build(name, config)
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"invalid model config: {exc}", path=directory / CONFIG) from None
-    expected = meta.get("weights_blake2b")
-    try:
-        if expected is not None and weights_digest(directory / WEIGHTS) != expected:
-            raise DataError(
-                "weights differ from the digest recorded in model.json when they were saved "
-                "(the file was corrupted or changed)",
-                path=directory / WEIGHTS,
-            )
-        state = load_file(str(directory / WEIGHTS), device=str(device))
-    except (OSError, SafetensorError) as exc:
-        raise DataError(f"unreadable weights: {exc}", path=directory / WEIGHTS) from None
+    state = load_checked(directory / WEIGHTS, expected, device)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DataError(f"non-finite weights (NaN or inf) in {', '.join(bad[:3])}", path=directory / WEIGHTS)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

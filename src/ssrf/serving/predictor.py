@@ -1,7 +1,8 @@
 """Top-K recommendation from a run folder: raw user and item ids in, raw item ids out.
 
-Loads only safetensors + JSON (no pickle): the run's best model bundle, its vocabularies, and the prepared
-dataset it was trained on (for each user's stored history and the items' categories).
+Loads only safetensors + JSON + Parquet (no pickle), all from the run folder: the best model bundle, and the
+run's copy of the prepared dataset it was trained on (vocabularies, each user's stored history, the items'
+categories), every file checked against its recorded digest.
 
 A request is a `Query`: a known user (scored from their stored history), a history of events (a user the
 model has never seen, scored from those events alone), or both (the events extend the stored history).
@@ -12,6 +13,7 @@ unknown item, an unknown behaviour) is left out and named in the answer's warnin
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +24,14 @@ import torch
 from torch import nn
 
 from ssrf.core import PAD_ID, DataError
+from ssrf.dataset import snapshot
 from ssrf.dataset.artifacts import Prepared
 from ssrf.dataset.batches import SeqBatch, item_mask
 from ssrf.dataset.sequences import Sequences
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.registry import load_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class Predictor:
         self.model_name, self.model, self.data, self.device = model_name, for_serving(model), data, device
         self.run: dict[str, Any] = run or {}  # {"dir", "config" (config.json), "results" (results.json)}
         self.seqs = Sequences.build(data)
+        self.nonfinite_scores = 0  # queries whose scores held NaN or inf (those items are never served)
         self.max_len: int = model.cfg.max_len  # type: ignore[attr-defined]
         self.n_items = data.n_items
         self._users, self._items = data.vocabs["user"], data.vocabs["item"]
@@ -114,17 +120,17 @@ class Predictor:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> Predictor:
         run_dir = Path(run_dir)
-        try:
-            config = json.loads((run_dir / "config.json").read_text())
-            data_path = config["data_path"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"not a run folder: {exc}", path=run_dir) from None
+        config = snapshot.read_config(run_dir)
         try:
             results = json.loads((run_dir / "results.json").read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
             results = None  # an unfinished run still serves; it has no test metrics
+        except (OSError, ValueError) as exc:
+            raise DataError(f"unreadable results: {exc}", path=run_dir / "results.json") from None
+        if results is not None and not isinstance(results, dict):
+            raise DataError("not a results object", path=run_dir / "results.json")
         name, model = load_model(run_dir / "best", device)
-        data = Prepared.load(data_path)
+        data = snapshot.load(run_dir, config)
         if model.n_items != data.n_items:
             raise DataError(
                 f"the model scores {model.n_items} items but its dataset has {data.n_items}",
@@ -132,6 +138,10 @@ class Predictor:
             )
         run = {"dir": str(run_dir), "config": config, "results": results}
         return cls(name, model, data, torch.device(device), run)
+
+    def knows_user(self, raw_user: str) -> bool:
+        u = self._users.index(str(raw_user))
+        return u is not None and u != PAD_ID
 
     def user_index(self, raw_user: str) -> int:
         u = self._users.index(str(raw_user))
@@ -227,6 +237,11 @@ class Predictor:
             return []
         batch = self.inputs(resolved).trimmed().to(self.device)
         scores = self.model.score(batch).float()  # [B, N + 1]
+        bad = ~torch.isfinite(scores[:, 1:])
+        if bool(bad.any()):  # a broken model: its non-finite scores are left out, and counted
+            self.nonfinite_scores += int(bad.any(dim=1).sum())
+            log.error("non-finite scores for %d of %d queries", int(bad.any(dim=1).sum()), len(resolved))
+            scores[:, 1:].masked_fill_(bad, float("-inf"))
         scores[:, PAD_ID] = float("-inf")
         masked = [np.empty(0, dtype=np.int64) if r.include_seen else r.seen for r in resolved]
         scores.masked_fill_(item_mask(masked, scores.shape[1], scores.device), float("-inf"))  # no copy

@@ -120,3 +120,19 @@ def main_first(dist: Dist) -> Iterator[None]:
     finally:  # also when rank 0 fails: the others then run the body and fail the same way
         if dist.is_main:
             dist.barrier()
+
+
+def pick_threads(requested: int | None = None) -> tuple[int, str]:
+    """PyTorch's intra-op threads for this process, and why: `requested` when given, else $OMP_NUM_THREADS
+    when set (torchrun sets it to 1 per process), else the cores not busy now (the cores this process may use
+    minus the 1-minute load average, at least 1). PyTorch's own default, every core, runs several times
+    slower when another job holds one of them (docs/benchmarks.md, "Threads")."""
+    if requested is not None:
+        return requested, "--threads"
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env), "OMP_NUM_THREADS"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    free = max(1, min(cores, round(cores - load)))
+    return free, f"{cores} cores, load {load:.1f}"

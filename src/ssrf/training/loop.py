@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ssrf.core import DataError, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_config
 from ssrf.dataset.batches import SeqBatch, bucket_order, train_batch
 from ssrf.dataset.sequences import Sequences
 from ssrf.models.base import SequentialRecommender
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+METRIC = re.compile(r"auc|mrr|(hr|ndcg|pre|rec)@[1-9][0-9]*")  # validation metrics `evaluate` reports
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?|mps")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,28 +39,43 @@ class TrainConfig:
     loss: str = (
         "bce"  # bce (eq. 13, sampled negatives), ce (full softmax) or sampled-softmax (log-Q corrected)
     )
-    negatives: int = 3  # bce: uniformly sampled negatives per target (the paper's N)
-    sampled_negatives: int = 1024  # sampled-softmax: negatives shared by a batch, drawn by popularity^0.75
+    negatives: PositiveInt = 3  # bce: uniformly sampled negatives per target (the paper's N)
+    sampled_negatives: PositiveInt = (
+        1024  # sampled-softmax: negatives shared by a batch, drawn by popularity^0.75
+    )
     behavior_weights: tuple[tuple[str, float], ...] = ()  # weight of a positive term by behaviour, default 1
-    neg_weight: float = 1.0  # weight of the negative terms (bce)
-    epochs: int = 20  # maximum epochs
-    batch_size: int = 128  # sequences (chunks of up to n + 1 events) per step
-    lr: float = 1e-3  # Adam learning rate
-    weight_decay: float = 0.0  # Adam weight decay (L2)
-    patience: int = 3  # stop after this many validations without improvement
+    neg_weight: NonNegativeFloat = 1.0  # weight of the negative terms (bce)
+    epochs: PositiveInt = 20  # maximum epochs
+    batch_size: PositiveInt = 128  # sequences (chunks of up to n + 1 events) per step
+    lr: PositiveFloat = 1e-3  # Adam learning rate
+    weight_decay: NonNegativeFloat = 0.0  # Adam weight decay (L2)
+    patience: PositiveInt = 3  # stop after this many validations without improvement
     metric: str = "ndcg@10"  # validation metric for early stopping and the best checkpoint
-    max_seconds: float = 0.0  # wall-clock budget: no epoch after the first starts past it (0: no budget)
-    checkpoint_every: int = 200  # steps between resume checkpoints (0: only at epoch ends)
-    seed: int = 0  # all randomness (init, batches, negatives, dropout) derives from it
+    max_seconds: NonNegativeFloat = (
+        0.0  # wall-clock budget: no epoch after the first starts past it (0: no budget)
+    )
+    checkpoint_every: NonNegativeInt = 200  # steps between resume checkpoints (0: only at epoch ends)
+    seed: NonNegativeInt = 0  # all randomness (init, batches, negatives, dropout) derives from it
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:1, ...
-    max_len: int = 50  # n: events in a training chunk's input (set from the model)
+    max_len: PositiveInt = 50  # n: events in a training chunk's input (set from the model)
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on a CPU), fp32, or bf16 (autocast anywhere)
 
     def __post_init__(self) -> None:
+        check_config(self, "train")
         if self.loss not in losses.LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(losses.LOSSES)}, got {self.loss!r}")
+            raise ValueError(f"train.loss = {self.loss!r}: must be one of {', '.join(losses.LOSSES)}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ValueError(f"train.precision = {self.precision!r}: must be one of {', '.join(PRECISIONS)}")
+        if not METRIC.fullmatch(self.metric):
+            raise ValueError(
+                f"train.metric = {self.metric!r}: expected auc, mrr, or hr, ndcg, pre, rec with a cut-off "
+                "(e.g. ndcg@10)"
+            )
+        if not DEVICE.fullmatch(self.device):
+            raise ValueError(f"train.device = {self.device!r}: expected auto, cpu, cuda or cuda:N")
+        for name, weight in self.behavior_weights:
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"train.behavior_weights: {name} = {weight}: must be a finite number >= 0")
 
 
 @dataclass
@@ -69,8 +88,27 @@ class History:
     trained: bool = True  # False: the model has nothing to train (a reference rule), validated once as it is
 
 
+def check_device(name: str) -> None:
+    """A `DataError` unless `name` is a device this machine has (`auto` always is)."""
+    if not DEVICE.fullmatch(name):
+        raise DataError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise DataError(
+                f"device {name!r}: no CUDA device on this machine (torch {torch.__version__}, {build}); "
+                "use cpu or auto"
+            )
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise DataError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise DataError("device 'mps': not available on this machine; use cpu or auto")
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto`: CUDA when present (this rank's GPU under torchrun), else the CPU."""
+    check_device(name)
     return distributed.setup().device(name)
 
 
@@ -166,6 +204,8 @@ def fit(
         order = bucket_order(lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
         model.train()
         t0, seen, total = time.perf_counter(), 0, 0.0
+        if start_step:  # the epoch's time before the interruption counts toward its throughput
+            t0 -= counters.get("partial_seconds", 0.0)  # type: ignore[union-attr]
         if start_step and dist.is_main:  # the saved partial sums are over every rank
             total, seen = counters["partial_loss"], counters["partial_targets"]  # type: ignore[index]
         bar = tqdm(
@@ -211,6 +251,7 @@ def fit(
                 part_loss, part_seen = dist.sum([total, float(seen)])
                 if dist.is_main:
                     state = _counters(history, epoch, done, part_loss, int(part_seen))
+                    state["partial_seconds"] = time.perf_counter() - t0
                     save_resume(resume_dir, model, optimizer, state)
             if on_step is not None:
                 on_step(epoch, done)
