@@ -1,28 +1,44 @@
 """The HTTP service: `create_app(predictor, settings)` -> a FastAPI app.
 
 POST /v1/recommend          a known user, a history (a user the model has not seen), or both
-POST /v1/recommend/batch    many of those at once
-GET  /healthz               liveness
+POST /v1/recommend/batch    many of those at once, each answered on its own
+GET  /healthz               200 while every score served was finite, 503 once one was not
 GET  /v1/model              the model, its config, dataset, vocabulary sizes and test metrics
+GET  /docs, /redoc          the API's documentation pages, their scripts served from here (no CDN: they work
+                            offline; the assets are those of the `fastapi-offline` package)
 
 Ids are the data's raw ids, as strings. A bad request gets a 4xx whose `detail` says what is wrong: 404
 when there is nothing known to score from (an unknown user without a history, or a history of unknown items
-only), 413 for a body over the size limit, 422 for anything else (wrong types, k outside 1..1000, a history
-over the cap, unknown fields). Requests that arrive while a forward pass runs are scored together in the
-next one (`Batcher`), so a busy server runs few, larger batches.
+only), 408 for a body that has not arrived `client_timeout_s` after its headers, 413 for a body over the
+size limit, 415 for a POST body not sent as `Content-Type: application/json`, 422 for anything else (wrong
+types, k outside 1..1000, a history over the cap, unknown fields). In a batch, a request that cannot be
+scored (404 or 422 on its own) gets an `error` naming its index and no items; the others are scored.
+Requests that arrive while a forward pass runs are scored together in the next one (`Batcher`), so a busy
+server runs few, larger batches.
+
+Slow or stalled clients: `BodyDeadline` answers 408 when a body stalls (a Content-Length larger than what
+arrives). Stalled headers and the number of open connections are bounded below the app, in the HTTP
+protocol (`ssrf.serving.server.GuardedProtocol`), where a connection exists before any request does.
+
+No non-finite score is ever served: the predictor leaves such items out and counts the queries affected
+(`Predictor.nonfinite_scores`), the response building drops any that still get through (with a warning in
+the answer), and either makes /healthz answer 503: a model that scores NaN is broken, and a load balancer
+should take it out.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, which name classes
 # built inside create_app
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ssrf import __version__
@@ -41,6 +57,12 @@ class ServeSettings:
     max_batch: int = 256  # queries one /v1/recommend/batch request may carry (more: 422)
     max_body_bytes: int = 1_000_000  # request bodies larger than this get 413
     max_forward: int = 512  # queries scored in one forward pass (concurrent requests are batched)
+    # a request's headers must arrive within this many seconds of its first byte (of the connection, for the
+    # first request), its body within this many seconds of the headers; else 408 and the connection closes
+    client_timeout_s: float = 10.0
+    # open connections one server process holds; more are answered 503 and closed at once (well under the
+    # usual limit of 1024 open files, so a flood of idle sockets cannot exhaust the process)
+    max_connections: int = 512
 
 
 # ---- request and response bodies
@@ -110,13 +132,22 @@ class RecommendResponse(BaseModel):
     warnings: list[str] = Field(description="parts of the request that were ignored, and why")
 
 
+class BatchResult(RecommendResponse):
+    error: str | None = Field(
+        None,
+        description="why this request was not scored, naming its index (e.g. requests[1]: unknown user 'x' "
+        "and no history to score from); its `items` are then empty. Null for a scored request",
+    )
+
+
 class BatchResponse(BaseModel):
-    results: list[RecommendResponse] = Field(description="one per request, in order")
+    results: list[BatchResult] = Field(description="one per request, in order")
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "unhealthy"] = Field(description="unhealthy: the model gave non-finite scores")
     model: str
+    detail: str | None = Field(None, description="what is wrong (only when unhealthy)")
 
 
 class VocabSizes(BaseModel):
@@ -148,9 +179,12 @@ class ErrorResponse(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "the body could not be read (not UTF-8 JSON)"},
     404: {"model": ErrorResponse, "description": "nothing known to score from: unknown user, no known item"},
+    408: {"model": ErrorResponse, "description": "the request body did not arrive in time"},
     413: {"model": ErrorResponse, "description": "request body too large"},
+    415: {"model": ErrorResponse, "description": "the body is not sent as Content-Type: application/json"},
     422: {"model": ErrorResponse, "description": "invalid request"},
 }
+BATCH_ERRORS = {code: e for code, e in ERRORS.items() if code != 404}  # a batch answers 200, item by item
 
 
 def request_models(
@@ -246,6 +280,44 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class BodyDeadline:
+    """ASGI middleware: 408 (and the connection closed) when a request body has not fully arrived
+    `timeout_s` after its headers, as when a client sends a Content-Length larger than what it sends."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app, self.timeout_s = app, timeout_s
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        body_read = False
+
+        async def timed() -> Any:
+            nonlocal body_read
+            if body_read:  # later reads only wait for the client to go away: no deadline
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                detail = f"the request body did not arrive within {self.timeout_s:g} s"
+                raise HTTPException(408, detail, headers={"Connection": "close"}) from None
+            body_read = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed, send)
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared JSON: application/json, or a type with the +json suffix."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        got = f"got {media!r}" if media else "it has no Content-Type"
+        raise HTTPException(415, f"send the body as JSON with Content-Type: application/json ({got})")
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -268,49 +340,81 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     settings = settings or ServeSettings()
     RecommendRequest, BatchRequest = request_models(settings, example_requests(predictor))
     batcher = Batcher(predictor.rank, settings.max_forward)
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI with /docs and /redoc served from the package's own copy of their assets
         title="ssrf",
         version=__version__,
         summary="Next-item recommendations from a trained ssrf run (raw ids in, raw ids out).",
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyDeadline, timeout_s=settings.client_timeout_s)
+    json_only = [Depends(require_json)]
+    nonfinite = 0  # answers from which the app itself had to drop a non-finite score
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
-    def resolve(req: RecommendRequestBase, where: str = "") -> Resolved:
+    def resolve(req: RecommendRequestBase) -> Resolved:
         try:
             return predictor.resolve(req.query())
         except UnknownUser as exc:
-            raise HTTPException(404, f"{where}{exc}") from None
+            raise HTTPException(404, str(exc)) from None
         except DataError as exc:
-            raise HTTPException(422, f"{where}{exc}") from None
+            raise HTTPException(422, str(exc)) from None
 
-    def response(req: RecommendRequestBase, r: Resolved, recs: list[Recommendation]) -> RecommendResponse:
-        return RecommendResponse(
-            user_id=req.user_id,
-            items=[RecommendedItem(item=x.item, score=x.score, category=x.category) for x in recs],
-            warnings=list(r.warnings),
-        )
+    def answer(req: RecommendRequestBase, r: Resolved, recs: list[Recommendation]) -> dict[str, Any]:
+        """The fields of a scored request's answer; an item without a finite score is never served."""
+        nonlocal nonfinite
+        finite = [x for x in recs if math.isfinite(x.score)]
+        warnings = list(r.warnings)
+        if dropped := len(recs) - len(finite):
+            nonfinite += 1
+            log.error("the model gave %d item(s) a non-finite score", dropped)
+            warnings.append(f"{dropped} item(s) left out: the model gave them no finite score")
+        items = [RecommendedItem(item=x.item, score=x.score, category=x.category) for x in finite]
+        return {"user_id": req.user_id, "items": items, "warnings": warnings}
 
-    @app.post("/v1/recommend", responses=ERRORS)
+    @app.post("/v1/recommend", responses=ERRORS, dependencies=json_only)
     async def recommend(req: RecommendRequest) -> RecommendResponse:  # type: ignore[valid-type]
         """Top-k items for a known user, a new user's history, or a known user plus recent events."""
         r = resolve(req)
         (recs,) = await batcher.submit([r])
-        return response(req, r, recs)
+        return RecommendResponse(**answer(req, r, recs))
 
-    @app.post("/v1/recommend/batch", responses=ERRORS)
+    @app.post("/v1/recommend/batch", responses=BATCH_ERRORS, dependencies=json_only)
     async def recommend_batch(body: BatchRequest) -> BatchResponse:  # type: ignore[valid-type]
-        """Many recommendation requests at once; a bad one fails the whole batch, naming its index."""
+        """Many recommendation requests at once, answered in order. One that cannot be scored (an unknown
+        user without a history, nothing known in its history) gets an `error` naming its index and no items;
+        the others are scored. A body that is invalid as a whole (wrong types, too many requests) gets 422."""
         reqs: list[RecommendRequestBase] = body.requests  # type: ignore[attr-defined]
-        resolved = [resolve(q, f"requests[{i}]: ") for i, q in enumerate(reqs)]
-        recs = await batcher.submit(resolved)
-        return BatchResponse(results=[response(*x) for x in zip(reqs, resolved, recs, strict=True)])
+        resolved: list[Resolved | str] = []  # a resolved query, or why it cannot be scored
+        for i, req in enumerate(reqs):
+            try:
+                resolved.append(predictor.resolve(req.query()))
+            except DataError as exc:
+                resolved.append(f"requests[{i}]: {exc}")
+        scorable = [r for r in resolved if isinstance(r, Resolved)]
+        recs = iter(await batcher.submit(scorable) if scorable else [])
+        return BatchResponse(
+            results=[
+                BatchResult(user_id=req.user_id, items=[], warnings=[], error=r)
+                if isinstance(r, str)
+                else BatchResult(**answer(req, r, next(recs)))
+                for req, r in zip(reqs, resolved, strict=True)
+            ]
+        )
 
-    @app.get("/healthz")
-    async def healthz() -> Health:
+    unhealthy = {"model": Health, "description": "the model gave non-finite scores (left out of the answers)"}
+
+    @app.get("/healthz", responses={503: unhealthy}, response_model_exclude_none=True)
+    async def healthz(response: Response) -> Health:
+        """200 while every score the model gave was finite; 503 once one was not (such items are never
+        served, but a model that scores NaN is broken: take it out of rotation)."""
+        bad = int(getattr(predictor, "nonfinite_scores", 0)) + nonfinite
+        if bad:
+            response.status_code = 503
+            detail = f"{bad} answer(s) had items with non-finite scores (left out)"
+            return Health(status="unhealthy", model=predictor.model_name, detail=detail)
         return Health(status="ok", model=predictor.model_name)
 
     info = model_info(predictor)
