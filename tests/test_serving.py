@@ -304,7 +304,10 @@ def test_malformed_json_and_oversized_bodies(client, predictor):
 def test_bad_batches(client, predictor):
     good = {"user_id": raw_user(predictor)}
     res = client.post("/v1/recommend/batch", json={"requests": [good, {"user_id": "nobody"}]})
-    assert res.status_code == 404 and res.json()["detail"].startswith("requests[1]: unknown user 'nobody'")
+    assert res.status_code == 200  # one bad request does not fail the others
+    results = res.json()["results"]
+    assert results[1]["error"].startswith("requests[1]: unknown user 'nobody'") and results[1]["items"] == []
+    assert results[0]["error"] is None and results[0]["items"]
     res = client.post("/v1/recommend/batch", json={"requests": [good] * 5})
     assert res.status_code == 422 and "requests: List should have at most 4 items" in res.json()["detail"]
     res = client.post("/v1/recommend/batch", json={"requests": []})

@@ -462,6 +462,16 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="server processes (each loads the run)")] = 1,
     max_history: Annotated[int, typer.Option(min=1, help="events one request's history may carry")] = 1000,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="log each request")] = True,
+    client_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="seconds a client has to send a request's headers, and then its body (else 408, closed)",
+        ),
+    ] = 10.0,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="open connections per server process (more: 503, closed at once)")
+    ] = 512,
 ) -> None:
     """Serve recommendations over HTTP: POST /v1/recommend, /v1/recommend/batch; GET /healthz, /v1/model,
     /docs (FastAPI on uvicorn)."""
@@ -469,12 +479,18 @@ def serve(
     from ssrf.serving.predictor import Predictor
     from ssrf.serving.server import serve as run_server
 
+    settings = ServeSettings(
+        max_history=max_history, client_timeout_s=client_timeout, max_connections=max_connections
+    )
     try:
         predictor = Predictor.load(run)
     except DataError as exc:
         _fail(exc)
     typer.echo(f"serving {predictor.model_name} from {run} on http://{host}:{port} (API docs at /docs)")
-    run_server(predictor, ServeSettings(max_history=max_history), host, port, workers, access_log)
+    try:
+        run_server(predictor, settings, host, port, workers, access_log)
+    except DataError as exc:
+        _fail(exc)
 
 
 @app.command("export")

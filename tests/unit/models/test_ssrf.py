@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from ssrf.core import DataError
 from model_factory import COUNTS, batch, make
 
+from ssrf.core import DataError
 from ssrf.dataset.batches import SeqBatch
 from ssrf.models import build
 from ssrf.models.layers.conv import PairwiseCNN
@@ -69,7 +68,7 @@ def test_dimensions_follow_the_paper():
     assert m.fuse.in_features == 3 * 16 and m.fuse.out_features == 16  # W in R^{3d x d}
     assert m.out.rows.weight.shape == (31, 32)  # W' in R^{|I| x 2d} (+ padding row)
     assert make("ssrf-uc", d=16).fuse.in_features == 2 * 16  # no context: 2d x d
-    with pytest.raises(DataError, match="unknown model option.*dd"):
+    with pytest.raises(DataError, match=r"unknown model option.*dd"):
         build("ssrf", {**COUNTS, "dd": 3})
 
 
