@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ssrf import pipeline
-from ssrf.dataset.artifacts import Prepared
+from ssrf.dataset import snapshot
 from ssrf.dataset.sequences import Sequences
 from ssrf.evaluation.evaluate import evaluate
 from ssrf.models.registry import load_model
@@ -30,7 +30,7 @@ def main() -> None:
     cfg = pipeline.RunConfig.from_dict(
         {k: config[k] for k in ("model", "model_options", "data", "train", "eval")}
     )
-    data = Prepared.load(config["data_path"])
+    data = snapshot.load(args.run, config)
     seqs = Sequences.build(data)
     name, model = load_model(args.run / "best")
     times, result = [], {}

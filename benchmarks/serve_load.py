@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from ssrf.dataset import snapshot
+
 ROOT = Path(__file__).resolve().parents[1]
 BEAUTY = ROOT.parent / "shared" / "data" / "beauty" / "Beauty.txt"
 JSON = {"content-type": "application/json"}
@@ -91,9 +93,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def make_bodies(run: Path, n: int, history_share: float, seed: int) -> list[dict]:
-    config = json.loads((run / "config.json").read_text())
-    vocab = json.loads((Path(config["data_path"]) / "vocab.json").read_text())
-    users, items, behaviors = vocab["user"][1:], vocab["item"][1:], vocab["behavior"][1:]
+    vocab = snapshot.load(run, snapshot.read_config(run)).vocabs
+    users, items, behaviors = (list(vocab[k].raw[1:]) for k in ("user", "item", "behavior"))
     rng = random.Random(seed)
     bodies = []
     for _ in range(n):
