@@ -221,7 +221,12 @@ def _torchrun(nproc: int) -> int:
         elif not arg.startswith("--nproc="):
             argv.append(arg)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    return subprocess.call([*cmd, "-m", "ssrf", *argv])
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env:  # the free cores shared out (torchrun would give each process one)
+        from ssrf.training.distributed import pick_threads
+
+        env["OMP_NUM_THREADS"] = str(max(1, pick_threads()[0] // nproc))
+    return subprocess.call([*cmd, "-m", "ssrf", *argv], env=env)
 
 
 @app.command("train")
