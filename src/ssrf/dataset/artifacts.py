@@ -6,6 +6,9 @@
     vocab.json             {"user": [raw...], "item": [...], "behavior": [...], "field:<name>": [...]}
                            (index 0 is "<pad>"; raw ids are strings)
     meta.json              inputs, options, counts, dropped rows by reason, split sizes, statistics
+
+`Prepared.load` checks every file before use (readable, the right shape, ids within the vocabularies), so a
+damaged folder, or a damaged copy of one in a run folder, is a DataError naming the file, not a traceback.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ import polars as pl
 
 from ssrf.core import DataError
 from ssrf.dataset import prepare as P
-from ssrf.dataset.vocab import Vocab
+from ssrf.dataset.vocab import PAD_TOKEN, Vocab
+from ssrf.io.readers import read_json
 from ssrf.io.schema import REASONS, TS, USER, RawLog
 
 log_ = logging.getLogger(__name__)
 ARTIFACT_VERSION = 2  # bump when the folder's layout or the cleaning rules change (2: leak-free temporal)
 LATER_REASONS = ("unseen_user", "unseen_item")  # validation/test events the training period cannot know
+EVENT_COLUMNS = ("user", "item", "ts", "behavior", "split")  # interactions.parquet, all integers
+META_KEYS = ("format", "key", "split", "split_info", "rows_read", "dropped", "stats")  # read by callers
 
 
 @dataclass(frozen=True)
@@ -59,18 +65,116 @@ class Prepared:
 
     @classmethod
     def load(cls, path: str | Path) -> Prepared:
+        """Read a prepared folder, checking each file: a missing, unreadable or inconsistent one is a
+        DataError naming it."""
         path = Path(path)
         for name in ("interactions.parquet", "items.parquet", "vocab.json", "meta.json"):
             if not (path / name).is_file():
                 raise DataError(f"not a prepared dataset folder (no {name})", path=path)
-        raw = json.loads((path / "vocab.json").read_text())
-        return cls(
-            path,
-            pl.read_parquet(path / "interactions.parquet"),
-            pl.read_parquet(path / "items.parquet"),
-            {k: Vocab(tuple(v)) for k, v in raw.items()},
-            json.loads((path / "meta.json").read_text()),
+        meta = _read_meta(path / "meta.json")
+        vocabs = _read_vocabs(path / "vocab.json")
+        events = _read_parquet(path / "interactions.parquet")
+        items = _read_parquet(path / "items.parquet")
+        _check_events(events, vocabs, path / "interactions.parquet")
+        _check_items(items, vocabs, meta, path / "items.parquet")
+        return cls(path, events, items, vocabs, meta)
+
+
+def _read_meta(path: Path) -> dict:
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise DataError(f"expected a JSON object, found {type(meta).__name__}", path=path)
+    lost = [k for k in META_KEYS if k not in meta]
+    if lost:
+        raise DataError(f"missing key(s) {', '.join(lost)}", path=path)
+    return meta
+
+
+def _read_vocabs(path: Path) -> dict[str, Vocab]:
+    """vocab.json: {"user": [...], "item": [...], "behavior": [...], "field:<name>": [...]}, each a list of
+    distinct strings starting with the padding token."""
+    raw = read_json(path)
+    if not isinstance(raw, dict):
+        raise DataError(f"expected a JSON object of vocabularies, found {type(raw).__name__}", path=path)
+    lost = [k for k in ("user", "item", "behavior") if k not in raw]
+    if lost:
+        raise DataError(f"missing vocabulary {', '.join(map(repr, lost))}", path=path)
+    vocabs = {}
+    for key, values in raw.items():
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise DataError(f"vocabulary {key!r}: expected a list of strings", path=path)
+        if not values or values[0] != PAD_TOKEN:
+            raise DataError(f"vocabulary {key!r}: the first entry must be {PAD_TOKEN!r}", path=path)
+        vocab = Vocab(tuple(values))
+        if vocab.has_repeats:
+            raise DataError(f"vocabulary {key!r}: repeated entries", path=path)
+        vocabs[key] = vocab
+    return vocabs
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
+        detail = " ".join(str(exc).split())
+        raise DataError(
+            f"cannot read as Parquet (corrupt or truncated?): {detail[:200]}", path=path
+        ) from None
+
+
+def _check_range(frame: pl.DataFrame, column: str, path: Path, low: int, high: int, valid: str = "") -> None:
+    """Every value in `column` (or in its lists) lies in [low, high]; `valid` says why those bounds."""
+    values = frame.get_column(column)
+    if isinstance(values.dtype, pl.List):
+        values = values.explode()
+    lo, hi = values.min(), values.max()
+    if lo is not None and (lo < low or hi > high):
+        raise DataError(f"values {lo}..{hi}, outside {low}..{high}{valid}", path=path, column=column)
+
+
+def _in_vocab(vocabs: dict[str, Vocab], key: str) -> tuple[int, int, str]:
+    """The valid ids of a vocabulary (1..its size; 0 is padding), and that reason in words."""
+    n = len(vocabs[key]) - 1
+    return 1, n, f" (the {n} entries of vocab.json's {key!r})"
+
+
+def _check_events(events: pl.DataFrame, vocabs: dict[str, Vocab], path: Path) -> None:
+    lost = [c for c in EVENT_COLUMNS if c not in events.columns]
+    if lost:
+        raise DataError(f"missing column(s) {', '.join(lost)}; it has {', '.join(events.columns)}", path=path)
+    for c in EVENT_COLUMNS:
+        dtype = events.schema[c]
+        if not dtype.is_integer():
+            raise DataError(f"expected integers, found {dtype}", path=path, column=c)
+        if events.get_column(c).null_count():
+            raise DataError("null values", path=path, column=c)
+    for c in ("user", "item", "behavior"):
+        _check_range(events, c, path, *_in_vocab(vocabs, c))
+    _check_range(events, "split", path, P.TRAIN, P.TEST)
+
+
+def _check_items(items: pl.DataFrame, vocabs: dict[str, Vocab], meta: dict, path: Path) -> None:
+    """One row per item of the vocabulary, and one List column of in-vocabulary ids per context field."""
+    if "item" not in items.columns or not items.schema["item"].is_integer():
+        raise DataError("expected an integer column item", path=path)
+    n_items = len(vocabs["item"]) - 1
+    ids = items.get_column("item")
+    if items.height != n_items or ids.n_unique() != n_items:
+        raise DataError(
+            f"{items.height} rows ({ids.n_unique()} distinct items), but vocab.json has {n_items} items",
+            path=path,
         )
+    _check_range(items, "item", path, *_in_vocab(vocabs, "item"))
+    fields = [c for c in items.columns if c != "item"]
+    if "fields" in meta and meta["fields"] != fields:
+        raise DataError(f"columns {fields} do not match meta.json's fields {meta['fields']}", path=path)
+    for f in fields:
+        dtype = items.schema[f]
+        if not (isinstance(dtype, pl.List) and dtype.inner.is_integer()):
+            raise DataError(f"expected a list of integer ids, found {dtype}", path=path, column=f)
+        if f"field:{f}" not in vocabs:
+            raise DataError(f"no vocabulary 'field:{f}' in vocab.json", path=path, column=f)
+        _check_range(items, f, path, *_in_vocab(vocabs, f"field:{f}"))
 
 
 def _file_digest(path: str) -> str:
@@ -104,12 +208,12 @@ def prepare_dataset(
     out = root / f"{log.format}-{artifact_key(log, cfg)}"
     if out.is_dir() and not force:
         log_.info("reusing %s", out)
-        if cfg.strict:  # strict must still reject a dirty input even when a lenient build was cached
-            meta = json.loads((out / "meta.json").read_text())
-            if any(meta["dropped"].get(r, 0) for r in REASONS):
-                with _parse_errors(log):
-                    P.clean(log, cfg)
-        return Prepared.load(out)
+        data = Prepared.load(out)
+        # strict must still reject a dirty input even when a lenient build was cached
+        if cfg.strict and any(data.meta["dropped"].get(r, 0) for r in REASONS):
+            with _parse_errors(log):
+                P.clean(log, cfg)
+        return data
     with _parse_errors(log):
         events, dropped = P.clean(log, cfg)
     n_clean = events.height
@@ -127,11 +231,7 @@ def prepare_dataset(
         events = P.filter_in_place(events, P.k_core_mask(events, cfg.min_user_events, cfg.min_item_events))
         dropped["k_core"] = n_sampled - events.height
     if events.height == 0:
-        raise DataError(
-            "no events left after cleaning and k-core filtering "
-            f"(min {cfg.min_user_events} per user, {cfg.min_item_events} per item)",
-            path=", ".join(log.paths),
-        )
+        raise DataError(_nothing_left(n_clean, dropped, cfg), path=", ".join(log.paths))
     with _parse_errors(log):
         item_context = log.item_context.collect() if log.item_context is not None else None
     events, items, vocab = P.remap(events, log, item_context, context_before=cuts[0] if cuts else None)
@@ -156,6 +256,32 @@ def prepare_dataset(
     meta["stats"] = statistics(events, items, vocab, meta)
     _write_atomically(out, events, items, vocab, meta, replace=force)
     return Prepared.load(out)
+
+
+def _nothing_left(n_clean: int, dropped: dict[str, int], cfg: P.PrepareConfig) -> str:
+    """Why no event is left: the rows read, and what each step dropped, by reason (a column read in the
+    wrong format shows as every row dropped for one reason)."""
+    cleaning = {r: dropped[r] for r in REASONS if dropped.get(r)}
+    rows_read = n_clean + sum(cleaning.values())
+    steps = []
+    if cleaning:
+        by_reason = ", ".join(f"{r} {n:,}" for r, n in cleaning.items())
+        steps.append(f"cleaning dropped {sum(cleaning.values()):,} ({by_reason})")
+    if dropped.get("sampled_out"):
+        steps.append(f"user sampling dropped {dropped['sampled_out']:,}")
+    if dropped.get("k_core"):
+        steps.append(f"k-core filtering dropped {dropped['k_core']:,}")
+    unseen = {r: dropped[r] for r in LATER_REASONS if dropped.get(r)}
+    if unseen:  # the leak-free temporal split: later events whose user or item the training period lacks
+        by_reason = ", ".join(f"{r} {n:,}" for r, n in unseen.items())
+        steps.append(f"the validation and test periods dropped {sum(unseen.values()):,} ({by_reason})")
+    head = (
+        "no events left after cleaning and k-core filtering "
+        f"(min {cfg.min_user_events} per user, {cfg.min_item_events} per item): "
+    )
+    if rows_read == 0:
+        return head + "the input has no data rows"
+    return head + f"of {rows_read:,} rows read, " + "; ".join(steps)
 
 
 @contextlib.contextmanager
@@ -207,10 +333,13 @@ def statistics(events: pl.DataFrame, items: pl.DataFrame, vocab: dict, meta: dic
     mix = {behaviors[b]: int(n) for b, n in events.group_by("behavior").len().sort("behavior").iter_rows()}
     first_field = next((c for c in items.columns if c != "item"), None)
 
-    def when(t: int) -> str:
-        return (
-            dt.datetime.fromtimestamp(t, dt.UTC).isoformat(sep=" ") if meta["format"] != "s3rec" else str(t)
-        )
+    def when(t: int) -> str:  # (S3-Rec times are positions; a time datetime cannot show stays a number)
+        if meta["format"] == "s3rec":
+            return str(t)
+        try:
+            return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(sep=" ")
+        except (ValueError, OverflowError, OSError):
+            return str(t)
 
     return {
         "users": n_users,

@@ -1,7 +1,8 @@
 """Cleaning, filtering, id remapping and splitting: pure frame -> frame steps.
 
 "Dirty data" (the paper's 3.1), counted by reason and never dropped silently:
-- `wrong_column_count`, `bad_id`, `bad_timestamp`: rows that do not parse (found by the readers);
+- `wrong_column_count`, `bad_id`, `bad_timestamp`: rows that do not parse (found by the readers; a
+  timestamp outside 1970..2099 UTC, `schema.TS_RANGE`, is a `bad_timestamp` too);
 - `unknown_behavior`: a behaviour value the format does not define;
 - `out_of_window`: a timestamp outside the dataset's collection window (Taobao: 2017-11-25..12-03, UTC+8);
 - `duplicate`: an exact repeat of an earlier event (same user, item, time, behaviour and context).

@@ -29,6 +29,11 @@ class Vocab:
     def __len__(self) -> int:  # includes padding
         return len(self.raw)
 
+    @property
+    def has_repeats(self) -> bool:
+        """Whether a raw id appears twice (`index` then finds only its last place)."""
+        return len(self._index) != len(self.raw)
+
     def index(self, raw: str) -> int | None:
         return self._index.get(str(raw))
 

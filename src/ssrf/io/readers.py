@@ -2,22 +2,28 @@
 
 Every reader keeps every input row: rows that do not parse are kept with a `_reason`, so the cleaning step
 can count them (or, under `--strict`, stop at the first one with its file and line).
+
+A file whose name ends in `.gz` is decompressed first (every format, through `_source`); one that is not
+gzip, or is truncated or corrupt, is a DataError naming it. A timestamp is `bad_timestamp` when it does not
+parse or falls outside `schema.TS_RANGE` (S3-Rec's positions excepted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import io
+import gzip
 import json
 import tomllib
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import polars as pl
 
 from ssrf.core import DataError
-from ssrf.io.schema import BEHAVIOR, FILE, ITEM, LINE, REASON, TS, USER, RawLog
+from ssrf.io.schema import BEHAVIOR, FILE, ITEM, LINE, REASON, TS, TS_RANGE, USER, RawLog
 
 FORMATS = ("taobao", "retailrocket", "s3rec", "diginetica", "generic")
 EXTRA = "_extra"
@@ -27,6 +33,7 @@ TAOBAO_BEHAVIORS = ("pv", "fav", "cart", "buy")
 TAOBAO_WINDOW = (1511539200, 1512316800)
 RETAILROCKET_BEHAVIORS = ("view", "addtocart", "transaction")
 DIGINETICA_BEHAVIORS = ("view", "purchase")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -43,32 +50,63 @@ def _require_file(path: Path) -> Path:
 
 
 def _header(path: Path, sep: str) -> list[str]:
-    with _open_text(path) as fh:
-        first = fh.readline()
+    if _gzipped(path):
+        with _gzip_errors(path), gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+    else:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
     names = [c.strip().strip('"').lstrip("\ufeff") for c in first.rstrip("\r\n").split(sep)]
     if not any(names):
         raise DataError("empty header line", path=path, line=1)
     return names
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        import gzip
+def _gzipped(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
 
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+
+@contextlib.contextmanager
+def _gzip_errors(path: Path) -> Iterator[None]:
+    """Decompressing `path` ends in a DataError saying what is wrong with it, not a traceback. (An
+    EOFError must not escape: the CLI's framework takes it for end of input and prints only `Aborted.`)"""
+    try:
+        yield
+    except EOFError:
+        raise DataError(
+            "truncated gzip: the compressed data ends before its end-of-stream marker "
+            "(an incomplete download or copy?)",
+            path=path,
+        ) from None
+    except gzip.BadGzipFile as exc:
+        with open(path, "rb") as fh:
+            start = fh.read(8)
+        if not start.startswith(GZIP_MAGIC):
+            raise DataError(
+                f"not a gzip file, though its name ends in .gz (it starts with {start!r})", path=path
+            ) from None
+        raise DataError(f"corrupt gzip: {exc}", path=path) from None
+    except zlib.error as exc:
+        raise DataError(f"corrupt gzip: {exc}", path=path) from None
+
+
+def _source(path: Path) -> Path | bytes:
+    """What Polars' CSV scanner reads: the file itself, or a `.gz` file's content decompressed in memory
+    (the scanner reads plain files; the compressed inputs are small archives)."""
+    if not _gzipped(path):
+        return path
+    with _gzip_errors(path):
+        data = gzip.decompress(path.read_bytes())
+    if not data:
+        raise DataError("empty file once decompressed", path=path)
+    return data
 
 
 def _scan_delimited(path: Path, names: Sequence[str], sep: str, header: bool) -> pl.LazyFrame:
     """Every column as a String, plus `_extra` (non-null when a row has too many fields) and `_line`."""
     schema = {n: pl.String for n in names} | {EXTRA: pl.String}
-    source: Path | bytes = path
-    if path.suffix == ".gz":  # the scanner reads plain files; decompress small archives in memory
-        import gzip
-
-        source = gzip.decompress(path.read_bytes())
     lf = pl.scan_csv(
-        source,
+        _source(path),
         has_header=False,
         separator=sep,
         schema=schema,
@@ -82,8 +120,34 @@ def _scan_delimited(path: Path, names: Sequence[str], sep: str, header: bool) ->
     )
 
 
+def read_json(path: Path) -> object:
+    """A JSON file's value; a file that cannot be read or parsed is a DataError naming it (and the line and
+    column of a syntax error)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"malformed JSON: {exc.msg}", path=path, line=exc.lineno, column=str(exc.colno)
+        ) from None
+
+
 def _int(col: str) -> pl.Expr:
     return pl.col(col).str.strip_chars().cast(pl.Int64, strict=False)
+
+
+def _epoch(col: str, unit: str = "s") -> pl.Expr:
+    """Unix seconds from a number of seconds or milliseconds (`unit`): an integer, or a decimal such as
+    `1600000000.5`, floored to whole seconds (as integer division floors milliseconds); null when neither."""
+    raw = pl.col(col).str.strip_chars()
+    as_int = raw.cast(pl.Int64, strict=False)
+    as_float = raw.cast(pl.Float64, strict=False)
+    if unit == "ms":
+        as_int, as_float = as_int // 1000, as_float / 1000
+    return pl.coalesce(as_int, as_float.floor().cast(pl.Int64, strict=False))
 
 
 def _id(col: str) -> pl.Expr:
@@ -98,7 +162,7 @@ def _reason(short_row: pl.Expr, ids: Sequence[pl.Expr], ts: pl.Expr) -> pl.Expr:
         .then(pl.lit("wrong_column_count"))
         .when(bad_id)
         .then(pl.lit("bad_id"))
-        .when(ts.is_null())
+        .when(ts.is_null() | (ts < TS_RANGE[0]) | (ts >= TS_RANGE[1]))
         .then(pl.lit("bad_timestamp"))
         .otherwise(pl.lit(None, dtype=pl.String))
         .alias(REASON)
@@ -126,12 +190,13 @@ def read_taobao(path: Path) -> RawLog:
     names = ["u", "i", "c", "b", "t"]
     lf = _scan_delimited(path, names, ",", header=False)
     ids = [_id("u"), _id("i"), _id("c")]
+    ts = _epoch("t")
     lf = lf.with_columns(
-        _reason(pl.col("t").is_null(), ids, _int("t")),
+        _reason(pl.col("t").is_null(), ids, ts),
         ids[0].alias(USER),
         ids[1].alias(ITEM),
         ids[2].alias("category"),
-        _int("t").alias(TS),
+        ts.alias(TS),
         pl.col("b").str.strip_chars().alias(BEHAVIOR),
     )
     return RawLog(
@@ -169,7 +234,7 @@ def read_retailrocket(paths: Sequence[Path]) -> RawLog:
     _missing(header, ["timestamp", "visitorid", "event", "itemid"], path)
     lf = _scan_delimited(path, header, ",", header=True)
     ids = [_id("visitorid"), _id("itemid")]
-    ts = _int("timestamp") // 1000
+    ts = _epoch("timestamp", "ms")
     last_required = max(header.index(c) for c in ("timestamp", "visitorid", "event", "itemid"))
     short = pl.all_horizontal([pl.col(c).is_null() for c in header[last_required:]])
     lf = lf.with_columns(
@@ -200,7 +265,7 @@ def _join_categories(
         _missing(header, ["timestamp", "itemid", "property", "value"], p)
         frames.append(
             _scan_delimited(p, header, ",", header=True).select(
-                (_int("timestamp") // 1000).alias("_pts"),
+                _epoch("timestamp", "ms").alias("_pts"),
                 _id("itemid").alias(ITEM),
                 pl.col("property").str.strip_chars(),
                 _id("value").alias("category"),
@@ -243,9 +308,12 @@ def read_s3rec(path: Path) -> RawLog:
     """S3-Rec `<name>.txt` (`user item item ...`, in time order) and `<name>_item2attributes.json` beside it.
     There are no timestamps: an item's position in its user's line is its time."""
     _require_file(path)
-    attr_path = path.with_name(f"{path.stem}_item2attributes.json")
+    stem = (path.with_suffix("") if _gzipped(path) else path).stem  # Beauty.txt.gz -> Beauty
+    attr_path = path.with_name(f"{stem}_item2attributes.json")
     lf = (
-        pl.scan_csv(path, has_header=False, separator="\x1f", quote_char=None, schema={"raw": pl.String})
+        pl.scan_csv(
+            _source(path), has_header=False, separator="\x1f", quote_char=None, schema={"raw": pl.String}
+        )
         .with_row_index(LINE, offset=1)
         .with_columns(
             pl.lit(str(path)).cast(pl.Categorical).alias(FILE),
@@ -290,13 +358,7 @@ def read_s3rec(path: Path) -> RawLog:
 
 def _read_item2attributes(path: Path) -> pl.LazyFrame:
     _require_file(path)
-    text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"malformed JSON: {exc.msg}", path=path, line=exc.lineno, column=str(exc.colno)
-        ) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataError("expected a JSON object {item_id: [attribute_id, ...]}", path=path)
     items, attrs = [], []
@@ -330,7 +392,7 @@ def read_diginetica(paths: Sequence[Path]) -> RawLog:
         _missing(lower, ["sessionid", "itemid", "timeframe", "eventdate"], p)
         behavior = "purchase" if "ordernumber" in lower else "view"
         day = pl.col("eventdate").str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
-        ts = day.cast(pl.Datetime("ms")).dt.epoch("s") + _int("timeframe") // 1000
+        ts = day.cast(pl.Datetime("ms")).dt.epoch("s") + _epoch("timeframe", "ms")
         ids = [_id("sessionid"), _id("itemid")]
         short = pl.col(lower[-1]).is_null()
         frames.append(
@@ -375,10 +437,11 @@ class GenericMapping:
 
     user: str  # column with the user id
     item: str  # column with the item id
-    timestamp: str  # column with the time: integer (see ts_unit) or a date-time string / type
+    timestamp: str  # column with the time: a number in ts_unit (in a CSV also a decimal, floored to whole
+    # seconds) or a date-time string / type; it must fall in [1970-01-01, 2100-01-01) UTC (schema.TS_RANGE)
     behavior: str | None = None  # optional behaviour-type column
     context: tuple[str, ...] = ()  # optional event-level context columns (category, brand, ...)
-    ts_unit: str = "s"  # unit of an integer timestamp: "s" or "ms"
+    ts_unit: str = "s"  # unit of a numeric timestamp: "s" or "ms"
     separator: str = ","  # CSV field separator
     behaviors: tuple[str, ...] | None = None  # allowed behaviour values (others are dropped as unknown)
     window: tuple[int, int] | None = None  # valid [start, end) in unix seconds
@@ -433,10 +496,8 @@ def read_generic(path: Path, mapping: GenericMapping) -> RawLog:
         _missing_mapping(header, wanted, path)
         lf = _scan_delimited(path, header, mapping.separator, header=True)
         short = pl.col(header[-1]).is_null() & pl.all_horizontal([pl.col(c).is_null() for c in wanted])
-    raw_ts = pl.col(mapping.timestamp).str.strip_chars()
-    as_int = raw_ts.cast(pl.Int64, strict=False)
-    as_time = raw_ts.str.to_datetime(strict=False, time_unit="ms").dt.epoch("s")
-    ts = pl.coalesce(as_int // 1000 if mapping.ts_unit == "ms" else as_int, as_time)
+    as_time = pl.col(mapping.timestamp).str.strip_chars().str.to_datetime(strict=False, time_unit="ms")
+    ts = pl.coalesce(_epoch(mapping.timestamp, mapping.ts_unit), as_time.dt.epoch("s"))
     ids = [pl.col(mapping.user).str.strip_chars(), pl.col(mapping.item).str.strip_chars()]
     ids = [pl.when(e != "").then(e) for e in ids]
     behavior = (

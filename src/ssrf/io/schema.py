@@ -26,6 +26,11 @@ import polars as pl
 USER, ITEM, TS, BEHAVIOR = "user", "item", "ts", "behavior"
 FILE, LINE, REASON = "_file", "_line", "_reason"
 
+# The unix seconds a timestamp may take: [1970-01-01, 2100-01-01) UTC. A time outside it (negative, or
+# milliseconds read as seconds) is a `bad_timestamp`: no event log is that old or that far ahead, and
+# Python's datetime cannot print years beyond 9999. S3-Rec's times are positions and are not checked.
+TS_RANGE = (0, 4_102_444_800)
+
 # Reasons a row is dropped, in the order they are checked. The first three come from the readers.
 PARSE_REASONS = ("wrong_column_count", "bad_id", "bad_timestamp")
 REASONS = (*PARSE_REASONS, "unknown_behavior", "out_of_window", "duplicate")

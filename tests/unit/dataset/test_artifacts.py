@@ -185,3 +185,128 @@ def test_load_rejects_a_folder_that_is_not_prepared(taobao, tmp_path):
     with pytest.raises(DataError, match=r"not a prepared dataset folder \(no items.parquet\)") as err:
         Prepared.load(data.path)
     assert err.value.path == str(data.path)
+
+
+# ----------------------------------------------------------------------------- a damaged folder on load
+
+
+@pytest.fixture(scope="module")
+def prepared_once(tiny, tmp_path_factory):
+    """One prepared folder; each test below damages its own copy."""
+    root = tmp_path_factory.mktemp("prepared")
+    return prepare_dataset(read("taobao", [tiny / "taobao.csv"]), LOO, root=root).path
+
+
+def _vocab(folder, change):
+    raw = json.loads((folder / "vocab.json").read_text())
+    change(raw)
+    (folder / "vocab.json").write_text(json.dumps(raw))
+
+
+def _half(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _rewrite(path, change):
+    change(pl.read_parquet(path)).write_parquet(path)
+
+
+DAMAGE = {  # what is done to the copy -> (the file named, and where in it; the message)
+    "vocab not JSON": (
+        lambda d: (d / "vocab.json").write_text("["),
+        "vocab.json:1 (column 2)",
+        "malformed JSON: Expecting value",
+    ),
+    "vocab a list": (
+        lambda d: (d / "vocab.json").write_text("[]"),
+        "vocab.json",
+        "expected a JSON object of vocabularies, found list",
+    ),
+    "vocab without item": (
+        lambda d: _vocab(d, lambda v: v.pop("item")),
+        "vocab.json",
+        "missing vocabulary 'item'",
+    ),
+    "vocab value not a list": (
+        lambda d: _vocab(d, lambda v: v.update(user="<pad>")),
+        "vocab.json",
+        "vocabulary 'user': expected a list of strings",
+    ),
+    "vocab without padding": (
+        lambda d: _vocab(d, lambda v: v["behavior"].pop(0)),
+        "vocab.json",
+        "vocabulary 'behavior': the first entry must be '<pad>'",
+    ),
+    "vocab repeats": (
+        lambda d: _vocab(d, lambda v: v["item"].append(v["item"][1])),
+        "vocab.json",
+        "vocabulary 'item': repeated entries",
+    ),
+    "meta not JSON": (
+        lambda d: (d / "meta.json").write_bytes(b"\xff\xfe{}"),
+        "meta.json:1 (column 1)",
+        "malformed JSON: Expecting value",
+    ),
+    "meta a list": (
+        lambda d: (d / "meta.json").write_text("[]"),
+        "meta.json",
+        "expected a JSON object, found list",
+    ),
+    "meta without stats": (
+        lambda d: (d / "meta.json").write_text('{"format": "taobao"}'),
+        "meta.json",
+        "missing key(s) key, split, split_info, rows_read, dropped, stats",
+    ),
+    "interactions truncated": (
+        lambda d: _half(d / "interactions.parquet"),
+        "interactions.parquet",
+        "cannot read as Parquet (corrupt or truncated?): parquet: File out of specification: "
+        "The file must end with PAR1 or PARE",
+    ),
+    "interactions without split": (
+        lambda d: _rewrite(d / "interactions.parquet", lambda f: f.drop("split")),
+        "interactions.parquet",
+        "missing column(s) split; it has user, item, ts, behavior",
+    ),
+    "interactions with text ids": (
+        lambda d: _rewrite(d / "interactions.parquet", lambda f: f.with_columns(pl.col("item").cast(str))),
+        "interactions.parquet (column item)",
+        "expected integers, found String",
+    ),
+    "item id beyond the vocabulary": (
+        lambda d: _rewrite(d / "interactions.parquet", lambda f: f.with_columns(pl.col("item") + 1)),
+        "interactions.parquet (column item)",
+        "values 2..4, outside 1..3 (the 3 entries of vocab.json's 'item')",
+    ),
+    "items truncated": (
+        lambda d: _half(d / "items.parquet"),
+        "items.parquet",
+        "cannot read as Parquet (corrupt or truncated?): parquet: File out of specification: "
+        "The file must end with PAR1 or PARE",
+    ),
+    "an item row lost": (
+        lambda d: _rewrite(d / "items.parquet", lambda f: f.head(2)),
+        "items.parquet",
+        "2 rows (2 distinct items), but vocab.json has 3 items",
+    ),
+    "category beyond its vocabulary": (
+        lambda d: _rewrite(
+            d / "items.parquet", lambda f: f.with_columns(pl.col("category").list.eval(pl.element() * 9))
+        ),
+        "items.parquet (column category)",
+        "values 9..18, outside 1..2 (the 2 entries of vocab.json's 'field:category')",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_load_names_the_damaged_file_and_the_problem(prepared_once, tmp_path, damage):
+    """As a run folder's copy (`<run>/data/`) would be: the message names the file in that copy."""
+    folder = tmp_path / "run" / "data"
+    shutil.copytree(prepared_once, folder)
+    assert Prepared.load(folder).events.height == 8
+    change, name, message = DAMAGE[damage]
+    change(folder)
+    with pytest.raises(DataError) as err:
+        Prepared.load(folder)
+    assert str(err.value) == f"{folder / name}: {message}"
