@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ssrf.core import DataError
+from ssrf.core import DataError, NonNegativeInt, PositiveInt, check_config
 from ssrf.io.schema import BEHAVIOR, FILE, ITEM, LINE, REASON, TS, USER, RawLog
 
 SPLITS = ("temporal", "loo")
@@ -38,22 +38,21 @@ class PrepareConfig:
     split: str = "auto"  # "temporal" (the paper's global 70/30 time cut), "loo" (leave-one-out), "auto"
     test_frac: float = 0.3  # temporal: share of events (by time) in the test period
     valid_frac: float = 0.1  # temporal: share of events carved from the end of training for validation
-    min_user_events: int = 5  # k-core: users need at least this many events (iterated with items)
-    min_item_events: int = 5  # k-core: items need at least this many events
-    sample_users: int | None = None  # keep a seeded random sample of this many users (before k-core)
-    seed: int = 0  # seed of the user sample
+    min_user_events: PositiveInt = 5  # k-core: users need at least this many events (iterated with items)
+    min_item_events: PositiveInt = 5  # k-core: items need at least this many events
+    sample_users: PositiveInt | None = None  # keep a seeded random sample of this many users (before k-core)
+    seed: NonNegativeInt = 0  # seed of the user sample
     fit_on: str = "train"  # temporal: what k-core and vocabularies see: "train" (the training period,
     # leak-free) or "all" (the whole log, test period included: the old protocol, it leaks; see above)
     window: tuple[int, int] | None = None  # valid [start, end) unix seconds; overrides the format's window
     strict: bool = False  # the first dirty row is an error instead of a counted drop
 
     def __post_init__(self) -> None:
+        check_config(self, "data")
         if self.split not in (*SPLITS, "auto"):
             raise DataError(f"split must be one of temporal, loo, auto; got {self.split!r}")
         if not (0 < self.test_frac < 1 and 0 <= self.valid_frac < 1 and self.test_frac + self.valid_frac < 1):
             raise DataError("need 0 < test_frac, 0 <= valid_frac and test_frac + valid_frac < 1")
-        if self.min_user_events < 1 or self.min_item_events < 1:
-            raise DataError("k-core thresholds must be >= 1")
         if self.fit_on not in FIT_ON:
             raise DataError(f"fit_on must be one of {', '.join(FIT_ON)}; got {self.fit_on!r}")
 

@@ -44,7 +44,7 @@ def test_config_validation():
     ):
         with pytest.raises(DataError, match="test_frac"):
             P.PrepareConfig(**fracs)
-    with pytest.raises(DataError, match="k-core thresholds must be >= 1"):
+    with pytest.raises(DataError, match=r"data.min_item_events = 0: must be greater than or equal to 1"):
         P.PrepareConfig(min_item_events=0)
     cfg = P.PrepareConfig()
     assert (cfg.resolved_split("s3rec"), cfg.resolved_split("taobao"), cfg.resolved_split("generic")) == (
