@@ -2,14 +2,21 @@
 its numbers are the run folders' results.json, and a second call trains nothing.
 
 The fast test runs a reduced plan (the two small temporal samples, two models, one epoch, a Beauty user
-sample); the `slow` one runs the CLI's `--quick` plan (about 4-5 minutes on the 2-core machine)."""
+sample); the `slow` one runs the CLI's `--quick` plan (about 4-5 minutes on the 2-core machine).
+`reproduce --out DIR` writes nothing outside DIR; and the suite's own guard against tests that write into
+the checkout (tests/conftest.py) fails a run that does."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,6 +66,21 @@ REDUCED = Plan(
     sweep_models=("fm", "ssrf"),
     beauty_models=("pop",),
     beauty_sample_users=1000,
+)
+
+ONE = Plan(  # one dataset, one seed, one epoch: FM and the ablation part's SSRF, SSRF-O and SSRF best
+    name="one",
+    datasets=("retailrocket",),
+    seeds=(0,),
+    epochs=1,
+    patience=1,
+    weights=(10.0,),
+    lrs=(1e-3,),
+    models=("fm",),
+    ablations=("ssrf-o",),  # with SSRF and SSRF best, which the ablation part always has
+    sweep_models=("fm",),
+    beauty_models=(),
+    legacy=False,
 )
 
 
@@ -166,22 +188,8 @@ def test_reduced_plan_report_and_reuse(tmp_path, shared_data):
 def test_interrupted_reproduction_is_continued(tmp_path, shared_data):
     """A call stopped after two runs is recorded as interrupted; the next call trains only the rest, and a
     run folder without results.json (a run stopped mid-way) is resumed in place, not duplicated."""
-    plan = Plan(
-        name="one",
-        datasets=("retailrocket",),
-        seeds=(0,),
-        epochs=1,
-        patience=1,
-        weights=(10.0,),
-        lrs=(1e-3,),
-        models=("fm",),
-        ablations=("ssrf-o",),  # with SSRF and SSRF best, which the ablation part always has
-        sweep_models=("fm",),
-        beauty_models=(),
-        legacy=False,
-    )
     out, cache = tmp_path / "report", tmp_path / "cache"
-    kw = {"plan": plan, "data_root": shared_data, "cache_dir": cache, "progress": False}
+    kw = {"plan": ONE, "data_root": shared_data, "cache_dir": cache, "progress": False}
     seen: list[str] = []
 
     def stop_after_two(run_id: str, trained: bool) -> None:
@@ -208,6 +216,27 @@ def test_interrupted_reproduction_is_continued(tmp_path, shared_data):
     assert "(interrupted)" in (out / "REPORT.md").read_text()
 
 
+def test_cli_writes_only_under_out(tmp_path, shared_data, monkeypatch):
+    """`ssrf reproduce --out DIR` without --cache-dir: the prepared datasets go to DIR/data beside DIR/runs,
+    nothing to the working directory (they went to data/processed there). The smallest plan: the repeat
+    rule and the ablation part's two SSRF runs on the Retailrocket sample, one epoch."""
+    plan = dataclasses.replace(ONE, name="tiny", models=("repeat",), ablations=(), sweep_models=())
+    monkeypatch.setattr("ssrf.reproduce.plan_for", lambda *args, **kwargs: plan)
+    monkeypatch.delenv("SSRF_DATA_DIR", raising=False)  # the default a user has (the suite sets it)
+    cwd, out = tmp_path / "cwd", tmp_path / "report"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = CliRunner().invoke(app, ["reproduce", "--out", str(out), "--data-root", str(shared_data)])
+    assert result.exit_code == 0, result.output
+    assert list(cwd.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["data", "runs"]
+    prepared = [p.name for p in (out / "data").iterdir()]
+    assert len(prepared) == 1 and prepared[0].startswith("retailrocket-")
+    assert (out / "data" / prepared[0] / "meta.json").is_file()
+    assert len(list((out / "runs").iterdir())) == 3  # repeat, SSRF, SSRF best
+    assert (out / "REPORT.md").is_file()
+
+
 @pytest.mark.slow
 def test_quick_cli(tmp_path, shared_data):
     runner = CliRunner()
@@ -225,3 +254,70 @@ def test_quick_cli(tmp_path, shared_data):
     assert " 0 runs trained" in second.output
     assert run_folders(out / "runs") == before
     assert not math.isnan(float(read_csv(out / "table2_auc.csv")[0]["auc_mean"]))
+
+
+# ------------------------------------------------------------------- the suite's checkout guard
+
+DIRTYING = """
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_prepares_into_the_default_root():  # the safety net: SSRF_DATA_DIR is outside the checkout
+    root = Path(os.environ["SSRF_DATA_DIR"])
+    assert REPO not in root.resolve().parents
+    (root / "taobao-0123").mkdir()
+
+
+def test_writes_into_the_checkout():
+    (REPO / "data" / "processed" / "x").mkdir(parents=True)  # an ignored folder, as data/ is
+    (REPO / "data" / "processed" / "x" / "meta.json").write_text("{}")
+    (REPO / "data" / "old.txt").write_text("rewritten")  # an ignored file that was there
+    (REPO / "report.md").write_text("#")  # untracked
+    (REPO / "notes.txt").write_text("more")  # untracked already: someone's work, left alone
+"""
+
+
+def _inner_run(repo: Path, test: str) -> subprocess.CompletedProcess[str]:
+    """pytest in `repo` with this suite's conftest and the one test file `test`."""
+    (repo / "tests").mkdir(parents=True)
+    shutil.copy(Path(__file__).with_name("conftest.py"), repo / "tests" / "conftest.py")
+    (repo / "tests" / "test_inner.py").write_text(test)
+    env = {k: v for k, v in os.environ.items() if k not in ("SSRF_CHECKOUT_GUARD", "PYTEST_ADDOPTS")}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # (faster: the inner runs need no plugin)
+    basetemp = repo.with_name(repo.name + "-tmp")  # not the outer run's temporary root
+    cmd = [sys.executable, "-m", "pytest", "-q", "--basetemp", str(basetemp), "tests"]
+    return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="the guard needs git")
+def test_the_checkout_guard_fails_a_run_that_writes_into_the_checkout(tmp_path):
+    dirty = tmp_path / "dirty"
+    dirty.mkdir()
+    subprocess.run(["git", "init", "-q", str(dirty)], check=True)
+    (dirty / ".gitignore").write_text("/data/\n")
+    (dirty / "data").mkdir()
+    (dirty / "data" / "old.txt").write_text("old")
+    (dirty / "notes.txt").write_text("mine")
+    done = _inner_run(dirty, DIRTYING)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "2 passed" in done.stdout and "the suite wrote into the checkout" in done.stdout
+    found = {line.split()[-1]: line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ")}
+    assert found == {"data/processed/x/meta.json": "new", "data/old.txt": "changed", "report.md": "new"}
+
+    clean = tmp_path / "clean"  # the same checkout, written only where it may (caches, SSRF_DATA_DIR)
+    clean.mkdir()
+    subprocess.run(["git", "init", "-q", str(clean)], check=True)
+    done = _inner_run(clean, DIRTYING.split("def test_writes_into_the_checkout")[0])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(clean.rglob(".pytest_cache"))  # an allowed cache
+
+    no_git = tmp_path / "no-git"  # not a checkout: no guard
+    no_git.mkdir()
+    (no_git / "data").mkdir()
+    (no_git / "data" / "old.txt").write_text("old")
+    done = _inner_run(no_git, DIRTYING)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the suite wrote into the checkout" not in done.stdout

@@ -23,7 +23,8 @@ Runs are content-addressed: the folder `<runs>/<dataset>-<model>-s<seed>-<hash>`
 prepared dataset's key (itself a hash of the input files and the preparation options), the model and the
 whole run config (seed and learning rate included). A folder with `results.json` is reused as it is; a
 folder without it is an interrupted run, continued with `resume`. So running the same command again
-continues where it stopped.
+continues where it stopped. Everything is written under `out`: the runs in `<out>/runs`, the prepared
+datasets in `<out>/data` (unless `runs_dir` or `cache_dir` say otherwise).
 
 Runs stop by patience (`plan.epochs` is a cap far above where they stop; the report counts the runs that
 reached it). The plan (grid, loss weights, which models run on Beauty) follows from `budget_minutes`
@@ -439,6 +440,8 @@ def reproduce(
 ) -> Summary:
     """Run the plan (`plan`, else the one `budget_minutes`/`quick` choose), reusing finished runs, and write
     `<out>/REPORT.md` with its CSVs and PNGs. `on_run(run_id, trained)` is called after each run.
+    Runs go to `runs_dir` (default `<out>/runs`), prepared datasets to `cache_dir` (default `<out>/data`):
+    nothing is written outside `out` unless asked.
     `specs` replaces the shared samples' dataset specs (the user's own full files, see `datasets`);
     `jobs` > 1 trains that many runs at once, each in its own process with one thread.
 
@@ -449,6 +452,7 @@ def reproduce(
     out = Path(out)
     runs_root = Path(runs_dir) if runs_dir is not None else out / "runs"
     root = Path(data_root) if data_root is not None else default_data_root()
+    cache = Path(cache_dir) if cache_dir is not None else out / "data"  # not data/processed in the cwd
     plan = plan or plan_for(budget_minutes, quick)
     specs = dict(specs or dataset_specs(plan.beauty_sample_users))
     if plan.legacy:
@@ -465,9 +469,7 @@ def reproduce(
         *(["beauty"] if plan.beauty_models else []),
     ]
     prepared = {
-        k: pipeline.prepare(
-            [root / f for f in specs[k].files], specs[k].fmt, specs[k].prepare, root=cache_dir
-        )
+        k: pipeline.prepare([root / f for f in specs[k].files], specs[k].fmt, specs[k].prepare, root=cache)
         for k in needed
     }
     summary = Summary(out=out, report=out / "REPORT.md", plan=plan, missing_models=missing)

@@ -33,14 +33,16 @@ def test_set_ndcg_by_hand():
     assert math.isnan(float(set_ndcg_at_k(scores, torch.zeros_like(relevant), 3)))
 
 
-def test_a_score_budget_only_changes_the_batching():
+def test_a_score_budget_only_changes_the_batching(tmp_path):
     """With max_scores below one row of scores, users are scored one at a time; metrics stay the same."""
     from ssrf import pipeline
     from ssrf.dataset.prepare import PrepareConfig
     from ssrf.dataset.sequences import Sequences
     from ssrf.evaluation.evaluate import EvalConfig, evaluate
 
-    data = pipeline.prepare([pipeline.demo_data_path()], "taobao", PrepareConfig(sample_users=60))
+    data = pipeline.prepare(
+        [pipeline.demo_data_path()], "taobao", PrepareConfig(sample_users=60), root=tmp_path
+    )
     seqs = Sequences.build(data)
     model = pipeline.build_model("sasrec", {"d": 8, "max_len": 10}, seqs).eval()
     wide = evaluate(model, seqs, "test", "temporal", EvalConfig(), 10)
@@ -50,14 +52,14 @@ def test_a_score_budget_only_changes_the_batching():
         assert narrow[k] == pytest.approx(v, rel=1e-6, nan_ok=True), k  # float32 sums differ by batch shape
 
 
-def test_a_validation_sample_is_fixed_and_the_test_split_ignores_it():
+def test_a_validation_sample_is_fixed_and_the_test_split_ignores_it(tmp_path):
     from ssrf import pipeline
     from ssrf.dataset.prepare import PrepareConfig
     from ssrf.dataset.sequences import Sequences
     from ssrf.evaluation.evaluate import EvalConfig, evaluate
 
     data = pipeline.prepare(
-        [pipeline.demo_data_path()], "taobao", PrepareConfig(sample_users=60, split="loo")
+        [pipeline.demo_data_path()], "taobao", PrepareConfig(sample_users=60, split="loo"), root=tmp_path
     )
     seqs = Sequences.build(data)
     model = pipeline.build_model("sasrec", {"d": 8, "max_len": 10}, seqs).eval()
