@@ -148,3 +148,18 @@ def shared_data() -> Path:
 def tiny() -> Path:
     """The hand-written tiny inputs, one or a few per format."""
     return TESTS / "fixtures" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def serving_run(tmp_path_factory) -> Path:
+    """A one-epoch SSRF run on 150 users of the embedded data, shared by the serving tests (read-only)."""
+    from ssrf import pipeline
+    from ssrf.dataset.prepare import PrepareConfig
+
+    tmp = tmp_path_factory.mktemp("serve")
+    data = pipeline.prepare(
+        [pipeline.demo_data_path()], "taobao", PrepareConfig(sample_users=150, seed=1), root=tmp / "cache"
+    )
+    cfg = pipeline.RunConfig().override(["train.epochs=1", "model_options.d=16", "model_options.max_len=10"])
+    pipeline.train(data, cfg, tmp / "run")
+    return tmp / "run"

@@ -23,9 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from typer.testing import CliRunner
 
-from ssrf import pipeline
 from ssrf.cli import app as cli
-from ssrf.dataset.prepare import PrepareConfig
 from ssrf.serving.app import MAX_K, ServeSettings, create_app
 from ssrf.serving.predictor import Event, Predictor, Query
 
@@ -33,14 +31,8 @@ SETTINGS = ServeSettings(max_history=20, max_batch=4, max_body_bytes=20_000)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("serve")
-    data = pipeline.prepare(
-        [pipeline.demo_data_path()], "taobao", PrepareConfig(sample_users=150, seed=1), root=tmp / "cache"
-    )
-    cfg = pipeline.RunConfig().override(["train.epochs=1", "model_options.d=16", "model_options.max_len=10"])
-    pipeline.train(data, cfg, tmp / "run")
-    return tmp / "run"
+def run(serving_run) -> Path:
+    return serving_run
 
 
 @pytest.fixture(scope="module")

@@ -20,23 +20,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from ssrf import pipeline
 from ssrf.core import DataError
-from ssrf.dataset.prepare import PrepareConfig
 from ssrf.serving.app import ServeSettings, create_app
 from ssrf.serving.predictor import Predictor, Recommendation
 from ssrf.serving.server import serve
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("hardening")
-    data = pipeline.prepare(
-        [pipeline.demo_data_path()], "taobao", PrepareConfig(sample_users=150, seed=1), root=tmp / "cache"
-    )
-    cfg = pipeline.RunConfig().override(["train.epochs=1", "model_options.d=16", "model_options.max_len=10"])
-    pipeline.train(data, cfg, tmp / "run")
-    return tmp / "run"
+def run(serving_run) -> Path:
+    return serving_run
 
 
 @pytest.fixture(scope="module")

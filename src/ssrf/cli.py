@@ -716,7 +716,9 @@ def reproduce(
     data_root: Annotated[
         Path | None, typer.Option(help="the shared data folder (default ../shared/data)")
     ] = None,
-    root: Root = None,
+    root: Annotated[
+        Path | None, typer.Option("--cache-dir", help="where prepared folders go (default OUT/data)")
+    ] = None,
     taobao: Annotated[
         list[str] | None,
         typer.Option(
@@ -801,7 +803,7 @@ def reproduce(
             specs or dataset_specs(b_users), chosen if parts == "table1" else plan_keys(plan), root_dir
         )
         if parts == "table1":
-            _prepare_only(specs or dataset_specs(b_users), chosen, data_root, root)
+            _prepare_only(specs or dataset_specs(b_users), chosen, data_root, root or out / "data")
             return
         summary = run_reproduction(
             out,
