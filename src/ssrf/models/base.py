@@ -33,6 +33,13 @@ class SequentialRecommender(nn.Module):
         default goes through `output` per row; dot-product models override it with one matrix product."""
         return self.output(h, items[None, :].expand(h.shape[0], -1))
 
+    def auxiliary_loss(
+        self, batch: SeqBatch, positions: torch.Tensor, h: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor | None:
+        """An extra training loss of the model's own (already weighted), added to the next-item loss: e.g.
+        DIF-SR's attribute prediction from h [T, D] for the target items `targets` [T]. None: no extra."""
+        return None
+
     def encode(self, batch: SeqBatch) -> torch.Tensor:  # [B, D]
         return self.hidden(batch, None)
 

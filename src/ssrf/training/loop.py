@@ -130,11 +130,14 @@ class Objective(nn.Module):
         h = self.model.hidden(batch, positions)
         if self.cfg.loss == "bce":
             assert negatives is not None
-            return losses.bce_with_negatives(self.model, h, targets, pos_w, self.cfg.neg_weight, negatives)
-        if self.cfg.loss == "ce":
-            return losses.full_softmax_ce(self.model, h, targets, pos_w)
-        assert negatives is not None and self.log_q is not None
-        return losses.sampled_softmax(self.model, h, targets, pos_w, negatives, self.log_q)
+            loss = losses.bce_with_negatives(self.model, h, targets, pos_w, self.cfg.neg_weight, negatives)
+        elif self.cfg.loss == "ce":
+            loss = losses.full_softmax_ce(self.model, h, targets, pos_w)
+        else:
+            assert negatives is not None and self.log_q is not None
+            loss = losses.sampled_softmax(self.model, h, targets, pos_w, negatives, self.log_q)
+        extra = self.model.auxiliary_loss(batch, positions, h, targets)
+        return loss if extra is None else loss + extra
 
 
 def autocast(precision: str, device: torch.device) -> torch.autocast:
