@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ssrf.cli import app, demo_config, reproduction_specs
+from ssrf.cli import app, demo_config
 from ssrf.core import DataError
 from ssrf.io.readers import TAOBAO_WINDOW
 from ssrf.reproduce.datasets import PAPER_SAMPLE, check_files, dataset_specs
+from ssrf.reproduce.options import reproduction_specs
 
 runner = CliRunner()
 
@@ -188,8 +189,8 @@ def test_demo_paper_config_is_the_papers():
 
 
 def test_plan_by_name_and_a_bad_name():
-    from ssrf.cli import _plan
     from ssrf.reproduce import QUICK, candidate_plans
+    from ssrf.reproduce.options import pick_plan as _plan
 
     small = next(p for p in candidate_plans() if p.name == "small")
     assert _plan(1.0, False, ["taobao", "retailrocket", "diginetica", "beauty"], "small") == small

@@ -16,7 +16,6 @@ from ssrf.core import DataError
 
 if TYPE_CHECKING:
     from ssrf.pipeline import RunConfig
-    from ssrf.reproduce import Plan
     from ssrf.reproduce.datasets import DatasetSpec
 
 app = typer.Typer(
@@ -581,99 +580,6 @@ def demo(
     _report(result)
 
 
-ALL_DATASETS = ("taobao", "retailrocket", "diginetica", "beauty")
-
-
-def _list_option(values: list[str] | None) -> list[str]:
-    """A repeatable option whose values may also be comma lists: ["a,b", "c"] -> ["a", "b", "c"]."""
-    return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
-
-
-def _sample_sizes(spec: str | None, no_sample: bool, given: list[str]) -> dict[str, int | None]:
-    """--sample-users KEY=N[,KEY=N] and --no-sample -> {dataset: users or None} for the datasets given by
-    files (those not named keep their default, the paper's Table I)."""
-    if no_sample:
-        if spec:
-            raise DataError("give --sample-users or --no-sample, not both")
-        return dict.fromkeys(given)
-    sizes: dict[str, int | None] = {}
-    for part in _list_option([spec] if spec else None):
-        key, sep, value = part.partition("=")
-        key, value = key.strip(), value.strip().replace("_", "")
-        if not sep or not key:
-            raise DataError(f"--sample-users expects dataset=N pairs separated by commas, got {part!r}")
-        if value.lower() in ("all", "none", "0"):
-            sizes[key] = None
-        elif value.isdigit():
-            sizes[key] = int(value)
-        else:
-            raise DataError(f"--sample-users {key}: expected a number of users (or all), got {value!r}")
-    return sizes
-
-
-def _selected(datasets: str | None) -> list[str]:
-    chosen = _list_option([datasets] if datasets else None) or list(ALL_DATASETS)
-    bad = [d for d in chosen if d not in ALL_DATASETS]
-    if bad:
-        raise DataError(
-            f"unknown dataset(s) in --datasets: {', '.join(bad)}; choose from {', '.join(ALL_DATASETS)}"
-        )
-    return [d for d in ALL_DATASETS if d in chosen]
-
-
-def reproduction_specs(
-    taobao: list[str] | None = None,
-    retailrocket: list[str] | None = None,
-    diginetica: list[str] | None = None,
-    sample_users: str | None = None,
-    no_sample: bool = False,
-    beauty_sample_users: int | None = None,
-) -> dict[str, DatasetSpec] | None:
-    """The dataset specs of `ssrf reproduce` from its file options: None when no file is given (the shared
-    samples, as `reproduce` picks them itself)."""
-    from ssrf.reproduce.datasets import dataset_specs
-
-    files = {
-        k: _list_option(v)
-        for k, v in (("taobao", taobao), ("retailrocket", retailrocket), ("diginetica", diginetica))
-        if v
-    }
-    sizes = _sample_sizes(sample_users, no_sample, list(files))
-    if not files and not sizes:
-        return None
-    return dataset_specs(beauty_sample_users, files=files, sample_users=sizes)
-
-
-def _plan(budget: float, quick: bool, chosen: list[str], name: str | None = None) -> Plan:
-    """The plan `reproduce` would pick (or the one `name`d), restricted to the chosen datasets (and picked
-    again for them)."""
-
-    from ssrf.reproduce import QUICK, candidate_plans, estimate_seconds
-
-    temporal = tuple(d for d in chosen if d != "beauty")
-    if not temporal:
-        raise DataError("--datasets: the report needs at least one of taobao, retailrocket, diginetica")
-
-    def restrict(plan: Plan) -> Plan:
-        beauty = {} if "beauty" in chosen else {"beauty_models": (), "beauty_sample_users": None}
-        return dataclasses.replace(plan, datasets=temporal, **beauty)
-
-    if quick:
-        return restrict(QUICK)
-    if name is not None:
-        named = {p.name: p for p in (*candidate_plans(), QUICK)}
-        if name not in named:
-            raise DataError(f"--plan must be one of {', '.join(named)}, got {name!r}")
-        return restrict(named[name])
-    plans = [restrict(p) for p in candidate_plans()]
-    return next((p for p in plans if estimate_seconds(p) <= 0.85 * budget * 60), plans[-1])
-
-
-def plan_keys(plan: Plan) -> list[str]:
-    """The datasets a plan prepares: its temporal datasets, and Beauty when it trains on it."""
-    return [*plan.datasets, *(["beauty"] if plan.beauty_models else [])]
-
-
 def _prepare_only(
     specs: dict[str, DatasetSpec], chosen: list[str], data_root: Path | None, cache_dir: Path | None
 ) -> None:
@@ -785,14 +691,15 @@ def reproduce(
     from ssrf.reproduce import plan_for
     from ssrf.reproduce import reproduce as run_reproduction
     from ssrf.reproduce.datasets import check_files, dataset_specs, default_data_root
+    from ssrf.reproduce.options import pick_plan, plan_keys, reproduction_specs, selected_datasets
 
     logging.getLogger("ssrf.training").setLevel(logging.WARNING)  # the progress bar says where it is
     try:
         if parts not in ("all", "table1"):
             raise DataError(f"--parts must be all or table1, got {parts!r}")
-        chosen = _selected(datasets)
+        chosen = selected_datasets(datasets)
         plan = (
-            _plan(budget * jobs, quick, chosen, plan_name)
+            pick_plan(budget * jobs, quick, chosen, plan_name)
             if parts == "all" and (datasets or plan_name)
             else plan_for(budget * jobs, quick)
         )
