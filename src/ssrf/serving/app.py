@@ -177,7 +177,7 @@ class ErrorResponse(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "the body could not be read (not UTF-8 JSON)"},
+    400: {"model": ErrorResponse, "description": "the body could not be parsed (invalid JSON is a 422)"},
     404: {"model": ErrorResponse, "description": "nothing known to score from: unknown user, no known item"},
     408: {"model": ErrorResponse, "description": "the request body did not arrive in time"},
     413: {"model": ErrorResponse, "description": "request body too large"},
