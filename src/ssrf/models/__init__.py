@@ -8,6 +8,7 @@ from typing import Any
 
 from ssrf.core import DataError, check_config
 from ssrf.models.base import SequentialRecommender
+from ssrf.models.bsarec import BSARec, BSARecConfig
 from ssrf.models.caser import Caser, CaserConfig
 from ssrf.models.cosrec import CosRec, CosRecConfig
 from ssrf.models.ctr.autoint import AutoInt, AutoIntConfig
@@ -17,6 +18,7 @@ from ssrf.models.ctr.din import DIN, DINConfig
 from ssrf.models.ctr.fm import FM, FMConfig
 from ssrf.models.ctr.nfm import NFM, NFMConfig
 from ssrf.models.ctr.wide_deep import WideDeep, WideDeepConfig
+from ssrf.models.dif_sr import DIFSR, DIFSRConfig
 from ssrf.models.fdsa import FDSA, FDSAConfig
 from ssrf.models.gru4rec import GRU4Rec, GRU4RecConfig
 from ssrf.models.pop import Pop, PopConfig
@@ -36,6 +38,7 @@ REGISTRY: dict[str, tuple[type[SequentialRecommender], type, dict[str, Any]]] = 
     "caser": (Caser, CaserConfig, {}),  # Tang & Wang 2018
     "cosrec": (CosRec, CosRecConfig, {}),  # Yan et al. 2019
     "fdsa": (FDSA, FDSAConfig, {}),  # Zhang et al. 2019
+    "dif_sr": (DIFSR, DIFSRConfig, {}),  # Xie et al. 2022
     "fm": (FM, FMConfig, {}),  # Rendle 2010
     "wide_deep": (WideDeep, WideDeepConfig, {}),  # Cheng et al. 2016
     "nfm": (NFM, NFMConfig, {}),  # He & Chua 2017
@@ -43,6 +46,7 @@ REGISTRY: dict[str, tuple[type[SequentialRecommender], type, dict[str, Any]]] = 
     "dcn": (DCN, DCNConfig, {}),  # Wang et al. 2017
     "din": (DIN, DINConfig, {}),  # Zhou et al. 2018
     "autoint": (AutoInt, AutoIntConfig, {}),  # Song et al. 2019
+    "bsarec": (BSARec, BSARecConfig, {}),  # Shin et al. 2024
 }
 
 
