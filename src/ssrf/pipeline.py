@@ -235,7 +235,13 @@ def default_run_dir(model: str, data: Prepared, seed: int) -> Path:
 
 
 def train(
-    data: Prepared, cfg: RunConfig, out: str | Path | None = None, *, resume: bool = False, on_step=None
+    data: Prepared,
+    cfg: RunConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    on_step=None,
+    on_epoch=None,
 ) -> dict[str, Any]:
     """Train `cfg.model` on `data`, select on validation, evaluate test once; return results.json.
 
@@ -273,7 +279,7 @@ def train(
     try:
         if dist.is_main:
             start_run_folder(run_dir, cfg, data, dist.world)
-        return _train(data, seqs, cfg, train_cfg, model, run_dir, device, on_step)
+        return _train(data, seqs, cfg, train_cfg, model, run_dir, device, on_step, on_epoch)
     except BaseException:
         if created and dist.is_main and not _holds_progress(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing behind
@@ -343,6 +349,7 @@ def _train(
     run_dir: Path,
     device: torch.device,
     on_step=None,
+    on_epoch=None,
 ) -> dict[str, Any]:
     dist = distributed.setup()
     protocol, max_len = data.meta["split"], train_cfg.max_len
@@ -360,6 +367,7 @@ def _train(
         validate,
         cfg.model,
         on_step=on_step,
+        on_epoch=on_epoch,
     )
     train_s = time.perf_counter() - t0
     _, best = load_model(run_dir / "best", device)

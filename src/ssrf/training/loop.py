@@ -159,10 +159,13 @@ def fit(
     validate: Callable[[SequentialRecommender], dict[str, float]],
     model_name: str,
     on_step: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> History:
     """Train with early stopping on `validate(model)[cfg.metric]`; keep the best weights in run_dir/best.
 
-    Resumes from run_dir/resume when it holds a state. `on_step(epoch, step)` runs after every step.
+    Resumes from run_dir/resume when it holds a state. `on_step(epoch, step)` runs after every step;
+    `on_epoch(row)` after every epoch's validation, with the row metrics.jsonl gets (on every rank; trackers
+    and tuning's pruning use it, and may raise to stop the run).
     Under torchrun each rank trains on its share of every global batch (see `distributed`); rank 0 writes.
     A model without trainable parameters is not trained: see `keep_as_is`."""
     dist = distributed.setup()
@@ -274,6 +277,8 @@ def fit(
             **{f"valid_{k}": v for k, v in scores.items()},
         }
         history.epochs.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         improved = scores[cfg.metric] > history.best_score  # the same on every rank (metrics are reduced)
         if improved:
             history.best_score, history.best_epoch = scores[cfg.metric], len(history.epochs) - 1
