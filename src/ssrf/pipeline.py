@@ -242,8 +242,11 @@ def train(
     resume: bool = False,
     on_step=None,
     on_epoch=None,
+    test: bool = True,
 ) -> dict[str, Any]:
     """Train `cfg.model` on `data`, select on validation, evaluate test once; return results.json.
+    `test=False` never reads the test split (results.json's `test` is null): for searches over
+    configurations, which must choose on validation alone.
 
     Under torchrun every rank calls this with the same arguments; rank 0 alone writes the run folder."""
     dist = distributed.setup()
@@ -279,7 +282,7 @@ def train(
     try:
         if dist.is_main:
             start_run_folder(run_dir, cfg, data, dist.world)
-        return _train(data, seqs, cfg, train_cfg, model, run_dir, device, on_step, on_epoch)
+        return _train(data, seqs, cfg, train_cfg, model, run_dir, device, on_step, on_epoch, test)
     except BaseException:
         if created and dist.is_main and not _holds_progress(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing behind
@@ -350,6 +353,7 @@ def _train(
     device: torch.device,
     on_step=None,
     on_epoch=None,
+    read_test: bool = True,
 ) -> dict[str, Any]:
     dist = distributed.setup()
     protocol, max_len = data.meta["split"], train_cfg.max_len
@@ -372,7 +376,7 @@ def _train(
     train_s = time.perf_counter() - t0
     _, best = load_model(run_dir / "best", device)
     t1 = time.perf_counter()
-    test = evaluate(best, seqs, "test", protocol, cfg.eval, max_len, device)
+    test = evaluate(best, seqs, "test", protocol, cfg.eval, max_len, device) if read_test else None
     result = {
         "model": cfg.model,
         "dataset": data.meta["key"],
