@@ -36,6 +36,8 @@ MODELS = (
     "caser",
     "cosrec",
     "gru4rec",
+    "dif_sr",
+    "bsarec",
 )  # (pop trains nothing: counts)
 
 
