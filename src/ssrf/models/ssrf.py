@@ -16,7 +16,8 @@ Ablations (3.7): `use_context=False` is SSRF-UC (tokens carry the item alone, d 
 Departures, each an option beside the default: `pre_ln` (pre-LayerNorm blocks), `tie_output` (W' built
 from the input item table and the item's context fields, so an item's output row shares what its input row
 learns), `use_user=False` (no user embedding: P_u = 0), `user_dropout` (dropout on P_u),
-`cnn_input_dropout` (dropout on the item embeddings the CNN sees, as the attention tokens have), and
+`cnn_input_dropout` (dropout on the item embeddings the CNN sees, as the attention tokens have), `ffn` (the
+feed-forward's inner width; SASRec's best on Beauty is 256 for 64-wide tokens), and
 `use_cnn=False` (a diagnostic, not a model of the paper: the attention branch alone, T dropped from the
 fusion). Every position of a sequence is scored in one pass: attention is causal and the CNN window of
 position t ends at t.
@@ -59,6 +60,7 @@ class SSRFConfig:
     use_user: bool = True  # False (beyond the paper): P_u = 0, the sequence alone scores the items
     user_dropout: float = 0.0  # beyond the paper: dropout on P_u
     cnn_input_dropout: float = 0.0  # beyond the paper: dropout on the CNN window's item embeddings
+    ffn: int = 0  # beyond the paper: the feed-forward's inner width (0: the token width, as in the paper)
     use_cnn: bool = True  # False: diagnostic only (no CNN branch; W in R^{2d x d}); not an SSRF variant
 
 
@@ -76,7 +78,8 @@ class SSRF(SequentialRecommender):
         self.pos_emb = nn.Embedding(cfg.max_len, width)
         self.token_drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            SelfAttentionBlock(width, cfg.heads, cfg.dropout, cfg.pre_ln) for _ in range(cfg.blocks)
+            SelfAttentionBlock(width, cfg.heads, cfg.dropout, cfg.pre_ln, ffn=cfg.ffn)
+            for _ in range(cfg.blocks)
         )
         self.final_ln = nn.LayerNorm(width) if cfg.pre_ln else nn.Identity()
         cnn = PairwiseCNN(d, cfg.window, cfg.conv_channels, cfg.fc_dropout, cfg.pairwise)

@@ -68,6 +68,8 @@ def test_dimensions_follow_the_paper():
     assert m.fuse.in_features == 3 * 16 and m.fuse.out_features == 16  # W in R^{3d x d}
     assert m.out.rows.weight.shape == (31, 32)  # W' in R^{|I| x 2d} (+ padding row)
     assert make("ssrf-uc", d=16).fuse.in_features == 2 * 16  # no context: 2d x d
+    assert m.blocks[0].ffn[0].out_features == 32  # the feed-forward is as wide as the tokens (2d)...
+    assert make("ssrf", d=16, ffn=48).blocks[0].ffn[0].out_features == 48  # ... unless ffn says otherwise
     with pytest.raises(DataError, match=r"unknown model option.*dd"):
         build("ssrf", {**COUNTS, "dd": 3})
 
@@ -76,6 +78,7 @@ OPTIONS = [
     {"use_cnn": False},
     {"cnn_input_dropout": 0.3, "user_dropout": 0.3, "fc_dropout": 0.8},
     {"use_user": False, "tie_output": True},
+    {"ffn": 48},
 ]
 
 
