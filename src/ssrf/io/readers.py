@@ -5,7 +5,7 @@ can count them (or, under `--strict`, stop at the first one with its file and li
 
 A file whose name ends in `.gz` is decompressed first (every format, through `_source`); one that is not
 gzip, or is truncated or corrupt, is a DataError naming it. A timestamp is `bad_timestamp` when it does not
-parse or falls outside `schema.TS_RANGE` (S3-Rec's positions excepted).
+parse or falls outside `schema.TS_RANGE` (positions, where a source has no clock, excepted).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import polars as pl
 from ssrf.core import DataError
 from ssrf.io.schema import BEHAVIOR, FILE, ITEM, LINE, REASON, TS, TS_RANGE, USER, RawLog
 
-FORMATS = ("taobao", "retailrocket", "s3rec", "diginetica", "generic")
+FORMATS = ("taobao", "retailrocket", "s3rec", "diginetica", "generic", "atomic")
 EXTRA = "_extra"
 
 TAOBAO_BEHAVIORS = ("pv", "fav", "cart", "buy")
@@ -353,6 +353,7 @@ def read_s3rec(path: Path) -> RawLog:
         _canonical(lf),
         item_context=item_context,
         item_fields=item_fields,
+        ordinal_time=True,
     )
 
 
@@ -563,6 +564,218 @@ def _scan_parquet(path: Path, mapping: GenericMapping, wanted: Sequence[str]) ->
     )
 
 
+# ----------------------------------------------------------------------------------------------- atomic
+
+ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+# .inter fields taken as the behaviour type when present as a token field (the first of them, in this order)
+ATOMIC_BEHAVIOR_FIELDS = ("behavior", "behaviour", "event", "event_type", "action")
+RAW, PARTS = "_raw", "_parts"
+
+
+def read_atomic(paths: Sequence[Path], behavior: str | None = None) -> RawLog:
+    """RecBole atomic files: `<name>.inter`, and `<name>.item` (given, or found beside it).
+
+    Both are tab-separated with a typed header, `name:type` per field, the type one of `token`,
+    `token_seq` (values separated by single spaces), `float`, `float_seq`. From the `.inter`:
+    - `user_id` and `item_id` (both `token`, required) are the user and the item, taken as written (no
+      integer normalisation: RecBole's tokens are strings); an empty one is a `bad_id`;
+    - `timestamp` (`float`, optional) is the time in unix seconds, a decimal floored to whole seconds; one
+      that does not parse or falls outside `schema.TS_RANGE` is a `bad_timestamp`. Without it, the file's
+      order is the time, as for S3-Rec files: each event's time is its position among its user's rows
+      (0, 1, 2, ...) and the log has `ordinal_time`;
+    - the behaviour type is the field named by `behavior` (token or float, its values as written: say
+      `rating`), else the first token field named as in `ATOMIC_BEHAVIOR_FIELDS`, else there is none (the
+      `behavior` option is this function's; from the command line, name the field `behavior` in the header);
+    - other fields (`rating` unless named as the behaviour, reviews, ...) are not read.
+    Lines are split at tabs with no quoting (RecBole writes none); one whose number of fields is not the
+    header's (a blank line too) is a `wrong_column_count`.
+    From the `.item`: every `token` and `token_seq` field other than `item_id` is a multi-valued item field
+    (a token is one value, an empty field none); floats are not read; its lines must all parse (a DataError
+    names the first that does not; blank lines are skipped), and an item on several lines gets the values
+    of all of them. A header that is not `name:type` with a known type, or lacks a required field or
+    gives it another type, is a DataError naming the file, line 1 and the field's position. RecBole's other
+    atomic files (`.user`, `.kg`, `.link`, `.net`) are not read."""
+    ps = [_require_file(p) for p in paths]
+    item_paths = [p for p in ps if _atomic_suffix(p) == ".item"]
+    inter_paths = [p for p in ps if _atomic_suffix(p) != ".item"]
+    if len(inter_paths) != 1 or len(item_paths) > 1:
+        raise DataError(
+            "atomic takes one <name>.inter, and optionally its <name>.item (found beside it when not given)",
+            path=", ".join(map(str, ps)),
+        )
+    path = inter_paths[0]
+    item_path = item_paths[0] if item_paths else _beside(path, ".item")
+    header = _atomic_header(path)
+    _atomic_require(header, path, {"user_id": ("token",), "item_id": ("token",)})
+    ordinal = "timestamp" not in header
+    if not ordinal:
+        _atomic_require(header, path, {"timestamp": ("float",)})
+    if behavior is not None:
+        _atomic_require(header, path, {behavior: ("token", "float")})
+    found = behavior or next((f for f in ATOMIC_BEHAVIOR_FIELDS if header.get(f) == "token"), None)
+    lf = _atomic_lines(path, header)
+    ids = [pl.when(_field(f) != "").then(_field(f)) for f in ("user_id", "item_id")]
+    ts = (
+        pl.int_range(pl.len()).over(_field("user_id")).cast(pl.Int64)
+        if ordinal
+        else _epoch(_col("timestamp"))
+    )
+    lf = lf.with_columns(
+        _reason(_atomic_wrong_count(header), ids, ts),
+        ids[0].alias(USER),
+        ids[1].alias(ITEM),
+        ts.alias(TS),
+        (_field(found) if found else pl.lit(None, dtype=pl.String)).alias(BEHAVIOR),
+    )
+    item_context, item_fields = _read_atomic_items(item_path) if item_path is not None else (None, ())
+    return RawLog(
+        "atomic",
+        tuple(str(p) for p in (path, item_path) if p is not None),
+        _canonical(lf),
+        item_context=item_context,
+        item_fields=item_fields,
+        reader_options=None if behavior is None else json.dumps({"behavior": behavior}),
+        ordinal_time=ordinal,
+    )
+
+
+def _atomic_suffix(path: Path) -> str:
+    """The atomic file type of `x.inter` or `x.inter.gz`: `.inter`."""
+    return (path.with_suffix("") if _gzipped(path) else path).suffix.lower()
+
+
+def _beside(path: Path, suffix: str) -> Path | None:
+    """`<name><suffix>` (or `<name><suffix>.gz`) in the folder of `<name>.inter[.gz]`, if there is one."""
+    stem = (path.with_suffix("") if _gzipped(path) else path).stem
+    for name in (f"{stem}{suffix}", f"{stem}{suffix}.gz"):
+        if path.with_name(name).is_file():
+            return path.with_name(name)
+    return None
+
+
+def _atomic_header(path: Path) -> dict[str, str]:
+    """The typed header line as {field: type}, in order."""
+    header: dict[str, str] = {}
+    for i, raw in enumerate(_header(path, "\t"), start=1):
+        name, sep, ftype = raw.rpartition(":")
+        if not sep or not name:
+            raise DataError(
+                f"header field {raw!r} is not name:type (RecBole's typed header; types: "
+                f"{', '.join(ATOMIC_TYPES)})",
+                path=path,
+                line=1,
+                column=str(i),
+            )
+        if ftype not in ATOMIC_TYPES:
+            raise DataError(
+                f"field {name} has unknown type {ftype!r}; expected one of {', '.join(ATOMIC_TYPES)}",
+                path=path,
+                line=1,
+                column=str(i),
+            )
+        if name in header:
+            raise DataError(f"field {name} appears twice in the header", path=path, line=1, column=str(i))
+        header[name] = ftype
+    return header
+
+
+def _atomic_require(header: dict[str, str], path: Path, wanted: dict[str, tuple[str, ...]]) -> None:
+    """Each field of `wanted` is in the header, with one of the types listed for it."""
+    lost = [f for f in wanted if f not in header]
+    if lost:
+        have = ", ".join(f"{f}:{t}" for f, t in header.items())
+        raise DataError(f"missing field(s) {', '.join(lost)}; the header has {have}", path=path, line=1)
+    for f, types in wanted.items():
+        if header[f] not in types:
+            raise DataError(
+                f"field {f} must be of type {' or '.join(types)}, not {header[f]}",
+                path=path,
+                line=1,
+                column=str(list(header).index(f) + 1),
+            )
+
+
+def _atomic_lines(path: Path, header: dict[str, str]) -> pl.LazyFrame:
+    """One row per line after the header: `_line`, `_file`, the line's fields split at tabs (`_parts`), and
+    one String column per header field (`_col(name)`: the field stripped, null past the line's end). Lines
+    are read whole, with no quoting (RecBole writes none), so that a line's field count is exact."""
+    lf = pl.scan_csv(
+        _source(path),
+        has_header=False,
+        separator="\x1f",  # a control character no text field holds (one that does goes to `_extra`)
+        quote_char=None,
+        schema={RAW: pl.String, EXTRA: pl.String},
+        skip_rows=1,
+        truncate_ragged_lines=True,
+        missing_columns="insert",
+    )
+    return (
+        lf.with_row_index(LINE, offset=2)
+        .with_columns(
+            pl.lit(str(path)).cast(pl.Categorical).alias(FILE),
+            pl.col(RAW).fill_null("").str.split("\t").alias(PARTS),
+        )
+        .with_columns(
+            pl.col(PARTS).list.get(i, null_on_oob=True).str.strip_chars().alias(_col(name))
+            for i, name in enumerate(header)
+        )
+    )
+
+
+def _col(name: str) -> str:
+    return f"_field:{name}"
+
+
+def _field(name: str) -> pl.Expr:
+    return pl.col(_col(name))
+
+
+def _atomic_wrong_count(header: dict[str, str]) -> pl.Expr:
+    """A line that is not exactly the header's fields: too few, too many, blank, or holding `\\x1f`."""
+    return pl.col(RAW).is_null() | (pl.col(PARTS).list.len() != len(header)) | pl.col(EXTRA).is_not_null()
+
+
+def _read_atomic_items(path: Path) -> tuple[pl.LazyFrame | None, tuple[str, ...]]:
+    """A `.item` file's token and token_seq fields, as (item context, its field names). Read at once (it
+    is one line per item), so that its first bad line is a DataError naming it."""
+    header = _atomic_header(path)
+    _atomic_require(header, path, {"item_id": ("token",)})
+    fields = {f: t for f, t in header.items() if f != "item_id" and t in ("token", "token_seq")}
+    if ITEM in fields:
+        raise DataError(f"a field may not be named {ITEM!r} (the canonical item column)", path=path, line=1)
+    try:
+        df = _atomic_lines(path, header).filter(pl.col(RAW).is_not_null()).collect()
+    except pl.exceptions.PolarsError as exc:  # bytes that are not UTF-8, say
+        raise DataError(f"cannot parse: {' '.join(str(exc).split())[:200]}", path=path) from None
+    bad = df.filter(_atomic_wrong_count(header) | (_field("item_id") == ""))
+    if bad.height:
+        row = bad.row(0, named=True)
+        n = len(row[PARTS])
+        raise DataError(
+            "cannot split the line: it holds the control character \\x1f"
+            if row[EXTRA] is not None
+            else f"{n} tab-separated field{'s' * (n != 1)}, the header has {len(header)}"
+            if n != len(header)
+            else "empty item_id",
+            path=path,
+            line=row[LINE],
+        )
+    if not fields:
+        return None, ()
+    values = []
+    for f, ftype in fields.items():
+        v = _field(f).fill_null("")
+        values.append(
+            (
+                v.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+                if ftype == "token_seq"
+                else pl.when(v != "").then(pl.concat_list(v)).otherwise(pl.lit([], dtype=pl.List(pl.String)))
+            ).alias(f)
+        )
+    table = df.select(_field("item_id").alias(ITEM), *values)
+    return table.lazy(), tuple(fields)
+
+
 # ----------------------------------------------------------------------------------------------- dispatch
 
 
@@ -592,6 +805,8 @@ def read(fmt: str, paths: Sequence[str | Path], mapping: GenericMapping | None =
         return read_s3rec(ps[0])
     if fmt == "diginetica":
         return read_diginetica(ps)
+    if fmt == "atomic":
+        return read_atomic(ps)
     if fmt == "generic":
         if mapping is None:
             raise DataError(

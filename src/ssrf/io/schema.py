@@ -9,12 +9,16 @@
 | `_reason`  | String | null for a parsed row, else why it cannot be used (see `PARSE_REASONS`)  |
 | `user`     | String | raw user id (null when unparsable)                                       |
 | `item`     | String | raw item id                                                              |
-| `ts`       | Int64  | unix seconds (for S3-Rec files, the position in the user's sequence)     |
+| `ts`       | Int64  | unix seconds, or the position in the user's sequence (`ordinal_time`)     |
 | `behavior` | String | behaviour type as the source spells it, or null when the source has none |
 | `<field>`  | String | one column per event-level context field (`RawLog.context_fields`)       |
 
 `RawLog.item_context` is an optional static table: `item` (String) plus one `List(String)` column per
 multi-valued item field (`RawLog.item_fields`), such as S3-Rec's attributes.
+
+`RawLog.ordinal_time` says the source has no clock: `ts` is then the event's position in its user's
+sequence (0, 1, 2, ...: S3-Rec files, RecBole atomic files without a `timestamp` field), so only the order
+of a user's events means anything, a time cut across users does not, and the times are not dates.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class RawLog:
     behaviors: tuple[str, ...] | None = None  # the known behaviour values, weakest first
     window: tuple[int, int] | None = None  # valid [start, end) in unix seconds
     reader_options: str | None = None  # how the files were read (generic: the mapping), for the cache key
+    ordinal_time: bool = False  # `ts` is a position in the user's sequence, not unix seconds (see above)
 
 
 def event_columns(log: RawLog) -> list[str]:
