@@ -10,6 +10,7 @@ A notebook user calls these functions exactly as the CLI does:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -36,7 +37,7 @@ from ssrf.io import GenericMapping, read
 from ssrf.models import REGISTRY, build, check_options, config_fields
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.registry import load_model
-from ssrf.training import distributed
+from ssrf.training import distributed, tracking
 from ssrf.training.loop import TrainConfig, fit, resolve_device
 
 DEMO_FORMAT = "taobao"
@@ -243,12 +244,19 @@ def train(
     on_step=None,
     on_epoch=None,
     test: bool = True,
+    track: str | None = None,
+    track_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train `cfg.model` on `data`, select on validation, evaluate test once; return results.json.
     `test=False` never reads the test split (results.json's `test` is null): for searches over
-    configurations, which must choose on validation alone.
+    configurations, which must choose on validation alone. `track` ("tensorboard" or "mlflow") also logs
+    the configuration, every epoch's metrics and the test metrics there (see ssrf.training.tracking; a
+    `DataError` at once when its package is missing), in the folder `track_dir`: TensorBoard's event
+    files (default `<run>/tensorboard`), MLflow's SQLite store `mlflow.db` (default in the run folder;
+    MLFLOW_TRACKING_URI, when set, names the store instead). The run folder gets curves.png.
 
     Under torchrun every rank calls this with the same arguments; rank 0 alone writes the run folder."""
+    tracking.check_tracker(track)
     dist = distributed.setup()
     run_dir = Path(out) if out is not None else default_run_dir(cfg.model, data, cfg.train.seed)
     run_dir = Path(str(dist.broadcast(str(run_dir))))  # rank 0's time stamp
@@ -282,14 +290,49 @@ def train(
     try:
         if dist.is_main:
             start_run_folder(run_dir, cfg, data, dist.world)
-        return _train(data, seqs, cfg, train_cfg, model, run_dir, device, on_step, on_epoch, test)
+        tracker = _open_tracker(track, track_dir, run_dir, cfg, data, test) if dist.is_main else None
+        with tracker or contextlib.nullcontext():
+            hooks = [h for h in (on_epoch, tracker.epoch if tracker else None) if h is not None]
+            result = _train(data, seqs, cfg, train_cfg, model, run_dir, device, on_step, _each(hooks), test)
+            if tracker is not None:
+                tracker.finish(result)
+        return result
     except BaseException:
         if created and dist.is_main and not _holds_progress(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing behind
         raise
 
 
-RUN_FILES = {"config.json", "vocab.json", snapshot.FOLDER}  # what a run folder holds before it trains
+# what a run folder holds before it trains (a tracker's store is opened before the first epoch)
+RUN_FILES = {"config.json", "vocab.json", snapshot.FOLDER, *tracking.STORES}
+
+
+def _open_tracker(
+    track: str | None,
+    track_dir: str | Path | None,
+    run_dir: Path,
+    cfg: RunConfig,
+    data: Prepared,
+    test: bool,
+) -> tracking.Tracker | None:
+    names = cfg.eval.metric_names(data.meta["split"])
+    metrics = [f"valid/{n}" for n in names] + ([f"test/{n}" for n in names] if test else [])
+    params = {**cfg.to_dict(), "dataset": data.meta["key"], "protocol": data.meta["split"]}
+    return tracking.open_tracker(track, run_dir, params, metrics, track_dir)
+
+
+def _each(hooks: list) -> Any:
+    """One on_epoch hook calling each of `hooks` in turn (None for none)."""
+    if not hooks:
+        return None
+    if len(hooks) == 1:
+        return hooks[0]
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        for hook in hooks:
+            hook(row)
+
+    return on_epoch
 
 
 def _holds_progress(run_dir: Path) -> bool:
@@ -406,7 +449,66 @@ def _train(
     }
     if dist.is_main:
         atomic_write_text(run_dir / "results.json", json.dumps(result, indent=2))
+        write_curves(run_dir)
     return {**result, "run_dir": str(run_dir)}
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl's rows, one per epoch (a row repeated by a resume: its last), in epoch order; a
+    `DataError` naming the file and line when a line is not a JSON object with an integer epoch."""
+    rows: dict[int, dict[str, Any]] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read metrics: {exc}", path=path) from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"malformed metrics row: {exc}", path=path, line=i) from None
+        numbers = isinstance(row, dict) and all(
+            isinstance(v, int | float) for k, v in row.items() if k == "loss" or k.startswith("valid_")
+        )
+        if not numbers or not isinstance(row.get("epoch"), int) or "loss" not in row:
+            raise DataError(
+                "malformed metrics row: expected an object with an integer epoch and numeric loss and "
+                "valid_* metrics",
+                path=path,
+                line=i,
+            )
+        rows[row["epoch"]] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def write_curves(run_dir: str | Path) -> Path | None:
+    """Draw `<run_dir>/curves.png` from its metrics.jsonl: the training loss and the validation metric per
+    epoch, best epoch marked (the metric is config.json's train.metric, the first validation metric when
+    that is unknown). Idempotent; None, writing nothing, when the run has no metrics.jsonl or no epoch yet.
+    A `DataError` naming the file when metrics.jsonl is malformed."""
+    from ssrf.reports import figures  # matplotlib, only when drawing
+
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    if not rows:
+        return None
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+        metric, model = str(saved["train"]["metric"]), str(saved["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        metric, model = "", ""
+    found = [k.removeprefix("valid_") for k in rows[0] if k.startswith("valid_")]
+    metric = metric if metric in found else found[0] if found else ""
+    if not metric or any(f"valid_{metric}" not in row for row in rows):
+        raise DataError(
+            f"malformed metrics rows: valid_{metric or '<metric>'} missing", path=run_dir / "metrics.jsonl"
+        )
+    title = f"{model} ({run_dir.name})" if model else run_dir.name
+    fig = figures.training_curves(rows, metric, title)
+    path = run_dir / "curves.png"
+    figures.save(fig, path)
+    return path
 
 
 def rela_impr_against(result: dict[str, Any], base_run: str | Path, split: str = "test") -> float:

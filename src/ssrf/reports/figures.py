@@ -1,4 +1,5 @@
-"""The reproduction report's figures (matplotlib, Agg backend): pure functions of table rows -> Figure."""
+"""The reproduction report's figures and a run's training curves (matplotlib, Agg backend): pure functions
+of table rows -> Figure, and `save`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ssrf.reports.tables import model_name
 
@@ -141,3 +143,42 @@ def save(fig: Figure, path: Path) -> None:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+
+
+def training_curves(rows: Sequence[dict[str, Any]], metric: str, title: str) -> Figure:
+    """A run's curves from its metrics.jsonl rows: the training loss (left) and the validation `metric`
+    (right, `valid_<metric>` in the rows) per epoch, the best epoch (the first with the highest metric, as
+    training selects it) marked on both."""
+    epochs = [int(r["epoch"]) for r in rows]
+    loss = [float(r["loss"]) for r in rows]
+    score = [float(r[f"valid_{metric}"]) for r in rows]
+    ranked = [(s, -e) for s, e in zip(score, epochs, strict=True) if not math.isnan(s)]
+    best = -max(ranked)[1] if ranked else None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, values, label in ((left, loss, "training loss (mean per target)"), (right, score, metric)):
+        ax.plot(epochs, values, color="black", marker="o", markersize=4, linewidth=1.6)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        if best is not None:
+            ax.axvline(best, color="tab:red", linestyle="--", linewidth=1)
+    right.set_title(f"validation {metric} per epoch", fontsize=10)
+    if best is not None:
+        right.plot(best, score[epochs.index(best)], "*", color="tab:red", markersize=14, zorder=5)
+        right.set_title(
+            f"validation {metric} per epoch\n(best: epoch {best}, {score[epochs.index(best)]:.4g}; dashed)",
+            fontsize=10,
+        )
+    if all(math.isnan(v) for v in loss):
+        left.text(
+            0.5, 0.5, "not trained\n(nothing to learn)", ha="center", va="center", transform=left.transAxes
+        )
+    left.set_title("training loss per epoch", fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
