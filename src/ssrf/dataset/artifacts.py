@@ -35,7 +35,7 @@ from ssrf.io.readers import read_json
 from ssrf.io.schema import REASONS, TS, USER, RawLog
 
 log_ = logging.getLogger(__name__)
-ARTIFACT_VERSION = 2  # bump when the folder's layout or the cleaning rules change (2: leak-free temporal)
+ARTIFACT_VERSION = 3  # bump when the folder's layout or the cleaning rules change (2: leak-free temporal)
 LATER_REASONS = ("unseen_user", "unseen_item")  # validation/test events the training period cannot know
 EVENT_COLUMNS = ("user", "item", "ts", "behavior", "split")  # interactions.parquet, all integers
 META_KEYS = ("format", "key", "split", "split_info", "rows_read", "dropped", "stats")  # read by callers
@@ -217,7 +217,7 @@ def prepare_dataset(
     with _parse_errors(log):
         events, dropped = P.clean(log, cfg)
     n_clean = events.height
-    protocol = cfg.resolved_split(log.format)
+    protocol = cfg.resolved_split(log.format, log.ordinal_time)
     leak_free = protocol == "temporal" and cfg.fit_on == "train"
     cuts = P.temporal_cuts(events.get_column(TS), cfg) if leak_free and n_clean else None
     events = P.sample_users(events, cfg.sample_users, cfg.seed, before=cuts[0] if cuts else None)
@@ -249,6 +249,7 @@ def prepare_dataset(
         "rows_read": n_clean + sum(v for k, v in dropped.items() if k in REASONS),
         "dropped": {r: dropped.get(r, 0) for r in (*REASONS, "sampled_out", "k_core", *LATER_REASONS)},
         "fit_on": cfg.fit_on if protocol == "temporal" else "all",
+        "ordinal_time": log.ordinal_time,
         "has_behavior": log.behaviors is not None or vocab["behavior"] != ["interaction"],
         "fields": [c for c in items.columns if c != "item"],
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -334,7 +335,7 @@ def statistics(events: pl.DataFrame, items: pl.DataFrame, vocab: dict, meta: dic
     first_field = next((c for c in items.columns if c != "item"), None)
 
     def when(t: int) -> str:  # (S3-Rec times are positions; a time datetime cannot show stays a number)
-        if meta["format"] == "s3rec":
+        if meta.get("ordinal_time") or meta["format"] == "s3rec":
             return str(t)
         try:
             return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(sep=" ")

@@ -56,10 +56,11 @@ class PrepareConfig:
         if self.fit_on not in FIT_ON:
             raise DataError(f"fit_on must be one of {', '.join(FIT_ON)}; got {self.fit_on!r}")
 
-    def resolved_split(self, fmt: str) -> str:
+    def resolved_split(self, fmt: str, ordinal_time: bool = False) -> str:
         if self.split != "auto":
             return self.split
-        return "loo" if fmt == "s3rec" else "temporal"  # S3-Rec files have no real time
+        # no real time (S3-Rec files, atomic files without timestamps): only each user's order means anything
+        return "loo" if ordinal_time or fmt == "s3rec" else "temporal"
 
 
 def clean(log: RawLog, cfg: PrepareConfig) -> tuple[pl.DataFrame, dict[str, int]]:

@@ -287,11 +287,6 @@ def test_tiny_s3rec_converted_prepares_the_same(tiny, tmp_path):
     _same_dataset(s3rec, atomic)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the split and the statistics to follow RawLog.ordinal_time (ssrf.dataset.prepare."
-    "PrepareConfig.resolved_split and ssrf.dataset.artifacts: see the patch proposed with this test)",
-)
 def test_no_timestamp_prepares_like_s3rec(tiny, tmp_path):
     """With the default options (split "auto"), an atomic file without timestamps is split leave-one-out
     as S3-Rec's files are, and its time span shows positions, not 1970 dates."""

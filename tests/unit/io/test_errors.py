@@ -143,6 +143,7 @@ GZ_INPUTS = {  # one tiny input per format, with the mapping the generic one nee
     "diginetica": ("diginetica/train-item-views.csv", None),
     "generic": ("generic.csv", GenericMapping(user="uid", item="sku", timestamp="when", ts_unit="ms")),
     "s3rec": ("s3rec/Tiny.txt", None),
+    "atomic": ("atomic/Tiny.inter", None),
 }
 
 
@@ -150,7 +151,8 @@ def _gz(tiny, tmp_path, fmt: str) -> tuple[Path, bytes]:
     """Where a gzipped copy of the format's tiny input goes (its name + .gz), and that copy's bytes."""
     name, _ = GZ_INPUTS[fmt]
     source = tiny / name
-    for beside in source.parent.glob(f"{source.stem}_*.json"):  # S3-Rec's attributes file
+    besides = [*source.parent.glob(f"{source.stem}_*.json"), *source.parent.glob(f"{source.stem}.item")]
+    for beside in besides:  # S3-Rec's attributes file, an atomic .inter's .item file
         shutil.copy(beside, tmp_path / beside.name)
     return tmp_path / f"{source.name}.gz", gzip.compress(source.read_bytes())
 
