@@ -734,6 +734,108 @@ def reproduce(
         typer.echo("models of the paper not in the registry: " + ", ".join(summary.missing_models))
 
 
+@app.command("tune")
+def tune(
+    data: Annotated[list[Path], typer.Option("--data", help="raw file(s) or a prepared folder")],
+    fmt: FormatOpt = "taobao",
+    model: Annotated[str, typer.Option(help="a registered model (`ssrf models` lists them)")] = "ssrf",
+    space: Annotated[
+        Path | None,
+        typer.Option(
+            help="search-space TOML: section.option = {low, high[, log, step]} or {choices = [...]} "
+            "(default: the model family's, src/ssrf/tuning/spaces)"
+        ),
+    ] = None,
+    trials: Annotated[
+        int, typer.Option(min=1, help="trials the study should hold (those of earlier calls count)")
+    ] = 20,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.001, help="seconds after which no new trial starts")
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="worker processes sharing the study, one thread each")] = 1,
+    study_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--study-dir",
+            help="the study (study.log), trials/, best.toml, TUNE.md; the same command again continues it "
+            "(default runs/tune-<model>)",
+        ),
+    ] = None,
+    seeds: Annotated[
+        int, typer.Option(min=0, help="retrain the best configuration on this many seeds (reads test once)")
+    ] = 0,
+    overrides: SetOpt = None,
+    map_spec: MapSpec = None,
+    map_file: MapFile = None,
+    root: Root = None,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the sampler (TPE)")] = 0,
+    startup_trials: Annotated[
+        int | None,
+        typer.Option(min=1, help="random trials before TPE models the space (default trials/4, 2 to 10)"),
+    ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune/--no-prune",
+            help="stop a trial whose best so far is below the median of the complete trials' best at "
+            "the same epoch",
+        ),
+    ] = True,
+    prune_warmup: Annotated[int, typer.Option(min=0, help="a trial's first epochs, never pruned")] = 1,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Search a model's hyperparameters with Optuna (TPE, median pruning) on validation alone; write the
+    best configuration (best.toml, for `ssrf train --config`) and TUNE.md.
+
+    The base configuration is the model's shipped preset with the --set overrides; each trial trains it with
+    the sampled options to early stopping without reading the test split. The study is stored in
+    --study-dir: the same command again continues it."""
+    from ssrf.tuning import check
+    from ssrf.tuning import tune as run_tuning
+    from ssrf.tuning.report import params_text
+
+    try:
+        check(data, model, space, trials, timeout, jobs, seeds, study_dir, overrides or (), startup_trials)
+        if jobs == 1:  # each of several workers has one thread
+            _threads(threads)
+        summary = run_tuning(
+            data,
+            fmt,
+            model,
+            space=space,
+            trials=trials,
+            timeout=timeout,
+            jobs=jobs,
+            study_dir=study_dir,
+            seeds=seeds,
+            overrides=overrides or (),
+            cache_dir=root,
+            mapping=_mapping(map_spec, map_file),
+            seed=seed,
+            startup_trials=startup_trials,
+            prune=prune,
+            prune_warmup=prune_warmup,
+            command=" ".join(["ssrf", *sys.argv[1:]])
+            if Path(sys.argv[0]).stem in ("ssrf", "__main__")
+            else None,
+        )
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(
+        f"{summary.trials} trials ({summary.complete} complete, {summary.pruned} pruned, {summary.failed} "
+        f"failed) in {summary.wall_seconds / 60:.1f} min"
+    )
+    if summary.best_trial is not None:
+        typer.echo(
+            f"best: trial {summary.best_trial}, valid {summary.metric} {summary.best_value:.4f} "
+            f"({params_text(summary.best_params)})"
+        )
+        typer.echo(f"best configuration: {summary.best_toml}")
+    for r in summary.retrains:
+        typer.echo(f"retrained with seed {r['seed']}: test {summary.metric} {r['test'][summary.metric]:.4f}")
+    typer.echo(f"report: {summary.report}")
+
+
 @app.command("models")
 def models() -> None:
     """List the registered model names, one per line."""
