@@ -142,3 +142,24 @@ def test_mlflow_run_in_the_run_folder(sample, tmp_path, monkeypatch):
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2]
     assert not any(k.startswith("test/") for k in logged.data.metrics)  # test=False never reads test
     assert result["test"] is None
+
+
+def test_the_cli_tracks_and_evaluate_draws_missing_curves(sample, tmp_path):
+    from typer.testing import CliRunner
+
+    from ssrf.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["train", "--data", str(sample.path), "--out", str(out), "--epochs", "1", "--track", "tensorboard"]
+    res = runner.invoke(app, [*args, "--set", "model_options.d=16", "--set", "model_options.max_len=12"])
+    assert res.exit_code == 0, res.output
+    assert any((out / "tensorboard").iterdir())
+    (out / "curves.png").unlink()  # a run from before curves.png existed
+    res = runner.invoke(app, ["evaluate", "--run", str(out)])
+    assert res.exit_code == 0 and f"training curves: {out / 'curves.png'}" in res.output, res.output
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = runner.invoke(
+        app, ["train", "--data", str(sample.path), "--out", str(tmp_path / "r2"), "--track", "wandb"]
+    )
+    assert bad.exit_code == 2 and "wandb" in bad.output and not (tmp_path / "r2").exists()

@@ -29,7 +29,10 @@ data_app = typer.Typer(no_args_is_help=True, help="Ingest and inspect interactio
 app.add_typer(data_app, name="data")
 
 FormatOpt = Annotated[
-    str, typer.Option("--format", "-f", help="taobao, retailrocket, s3rec, diginetica or generic")
+    str,
+    typer.Option(
+        "--format", "-f", help="taobao, retailrocket, s3rec, diginetica, generic or atomic (RecBole)"
+    ),
 ]
 Paths = Annotated[list[Path], typer.Argument(help="input file(s), or one prepared folder")]
 
@@ -267,6 +270,17 @@ def train(
         ),
     ] = 1,
     threads: ThreadsOpt = None,
+    track: Annotated[
+        str | None,
+        typer.Option(
+            help="also log to tensorboard or mlflow (optional extras: pip install 'ssrf[tensorboard]'); "
+            "`tensorboard --logdir runs` then shows every run"
+        ),
+    ] = None,
+    track_dir: Annotated[
+        Path | None,
+        typer.Option(help="where the tracker writes (default RUN/tensorboard, or RUN/mlflow.db for mlflow)"),
+    ] = None,
 ) -> None:
     """Train a model, select it on validation, evaluate test once, and print the results table.
 
@@ -276,6 +290,7 @@ def train(
         raise typer.Exit(_torchrun(nproc))
     from ssrf import pipeline
     from ssrf.training.loop import check_device
+    from ssrf.training.tracking import check_tracker
 
     try:
         if config is not None and paper:
@@ -298,6 +313,7 @@ def train(
             weights = pipeline.parse_behavior_weights(behavior_weights)
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, behavior_weights=weights))
         check_device(cfg.train.device)
+        check_tracker(track)
         pipeline.check_out(out, resume)
         _threads(threads)
         prepared = pipeline.prepare(data, fmt, cfg.data, mapping=_mapping(map_spec, map_file), root=root)
@@ -307,7 +323,7 @@ def train(
                 typer.echo(
                     f"the paper's weights of {', '.join(dropped)}: not behaviours of this data", err=True
                 )
-        result = pipeline.train(prepared, cfg, out, resume=resume)
+        result = pipeline.train(prepared, cfg, out, resume=resume, track=track, track_dir=track_dir)
     except (DataError, ValueError) as exc:
         _fail(exc)
     from ssrf.training import distributed
@@ -341,16 +357,19 @@ def evaluate(
     ] = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Evaluate a run's best model and print the results table."""
+    """Evaluate a run's best model and print the results table; draw curves.png if the run lacks it."""
     from ssrf import pipeline
 
     try:
         result = pipeline.evaluate_run(run, split, device, overrides or ())
+        curves = pipeline.write_curves(run)  # older runs get theirs now
         if base_run is not None:
             result[split]["rela_impr"] = pipeline.rela_impr_against(result, base_run, split)
     except (DataError, ValueError) as exc:
         _fail(exc)
     typer.echo(_results_table(result, split))
+    if curves is not None:
+        typer.echo(f"\ntraining curves: {curves}")
 
 
 @app.command("recommend")
