@@ -48,6 +48,12 @@ def exportable(name: str):
             "the repeat rule ranks a history by scatter_reduce(amax), which torch.onnx's exporter cannot "
             "decompose; a rule with no weights has little to export",
         )
+    elif name == "bsarec":
+        raises, reason = (
+            ConversionError,
+            "BSARec's Fourier filter: torch.onnx's exporter cannot translate the padding its rFFT/irFFT "
+            "decomposition produces (aten.constant_pad_nd on the spectrum); serving in PyTorch is unaffected",
+        )
     else:
         return name
     return pytest.param(name, marks=pytest.mark.xfail(raises=raises, reason=reason))
