@@ -8,12 +8,21 @@ A request is a `Query`: a known user (scored from their stored history), a histo
 model has never seen, scored from those events alone), or both (the events extend the stored history).
 `resolve` turns a query into index arrays, or raises a `DataError` that says what is wrong; `rank` scores
 many resolved queries in one batched forward pass. Anything a query carries that the model cannot use (an
-unknown item, an unknown behaviour) is left out and named in the answer's warnings, never silently."""
+unknown item, an unknown behaviour) is left out and named in the answer's warnings, never silently.
+
+Top-K is found by scoring every item (`index="exact"`, the default) or through an item index
+(`ssrf.serving.index`: "faiss-flat", "faiss-hnsw", "faiss-ivf", or `IndexSettings`): the encoded query is
+searched in a FAISS index over the model's item rows (bias folded in), the history left out by over-fetching,
+and the items found are scored again by the model itself, so the scores served are the model's. A model
+whose scores are not an inner product keeps exact scoring; `index_info` says which index serves and why,
+with its build time and memory. A query the index cannot fill (more masked items than it fetches) is scored
+exactly (`index_fallbacks` counts them)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +38,17 @@ from ssrf.dataset.artifacts import Prepared
 from ssrf.dataset.batches import SeqBatch, item_mask
 from ssrf.dataset.sequences import Sequences
 from ssrf.models.base import SequentialRecommender
-from ssrf.models.registry import load_model
+from ssrf.models.registry import CONFIG, load_model
+from ssrf.serving.index import (
+    DotForm,
+    ExactIndex,
+    FaissIndex,
+    IndexSettings,
+    NotInnerProduct,
+    build_index,
+    dot_form,
+    index_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +118,19 @@ class Predictor:
         data: Prepared,
         device: torch.device,
         run: dict[str, Any] | None = None,
+        *,
+        index: str | IndexSettings = "exact",
+        index_dir: Path | None = None,
+        weights_digest: str | None = None,
     ):
+        """`index`: how top-K items are found (see the module's docstring); `index_dir`: where an HNSW or IVF
+        index is saved and reused (None: built every time); `weights_digest`: the model bundle's, recorded
+        with a saved index."""
         self.model_name, self.model, self.data, self.device = model_name, for_serving(model), data, device
         self.run: dict[str, Any] = run or {}  # {"dir", "config" (config.json), "results" (results.json)}
         self.seqs = Sequences.build(data)
         self.nonfinite_scores = 0  # queries whose scores held NaN or inf (those items are never served)
+        self.index_fallbacks = 0  # queries the index could not fill, scored exactly instead
         self.max_len: int = model.cfg.max_len  # type: ignore[attr-defined]
         self.n_items = data.n_items
         self._users, self._items = data.vocabs["user"], data.vocabs["item"]
@@ -116,10 +143,81 @@ class Predictor:
             raw = data.vocabs[f"field:{field}"].raw
             for item, ids in data.items.select("item", field).iter_rows():
                 self._categories[item] = ";".join(raw[i] for i in ids) or None
+        self.index_settings = index_settings(index)
+        self.form: DotForm | None = None
+        self.index: ExactIndex | FaissIndex | None = None  # None: every item scored by the model
+        self.index_info: dict[str, Any] = self._build_index(index_dir, weights_digest)
+
+    def _probe(self) -> torch.Tensor:
+        """The model's representations of up to 32 stored users (the probe `dot_form` checks against)."""
+        lengths = np.diff(self.seqs.ptr)
+        users = np.flatnonzero(lengths > 0)
+        users = users[users != PAD_ID][:32]
+        resolved = [self.resolve(Query(self._users.raw[u])) for u in users]
+        if not resolved:  # no stored history at all: one event of item 1
+            one = np.ones(1, dtype=np.int64)
+            resolved = [Resolved(PAD_ID, one, one * self.default_behavior, one, 1, True)]
+        with torch.inference_mode():
+            return self.model.encode(self.inputs(resolved).trimmed().to(self.device))
+
+    def _build_index(self, index_dir: Path | None, weights_digest: str | None) -> dict[str, Any]:
+        settings = self.index_settings
+        info: dict[str, Any] = {
+            "requested": settings.describe(),
+            "index": "exact",
+            "reason": "requested" if settings.kind == "exact" else None,
+            "items": self.n_items,
+            "dim": None,
+            "build_s": 0.0,
+            "memory_bytes": 0,
+        }
+        if settings.kind == "exact":
+            return info
+        start = time.perf_counter()
+        try:
+            self.form = dot_form(self.model, self._probe())
+        except NotInnerProduct as exc:
+            info["reason"] = f"{self.model_name} keeps exact scoring: {exc}"
+            log.warning("index %s not used: %s", settings.name, info["reason"])
+            return info
+        form_s = time.perf_counter() - start
+        self.index, cache = build_index(self.form, settings, index_dir, weights_digest)
+        self.form = self.form.without_rows()  # the index holds them
+        info.update(
+            index=settings.describe(),
+            reason=f"{self.model_name} scores items as [h ; 1] . [w_i ; b_i] (checked on a probe batch)",
+            dim=self.form.dim,
+            form_s=round(form_s, 3),
+            build_s=round(form_s + self.index.build_s, 3),
+            memory_bytes=int(self.index.memory_bytes),
+            structure=self.index.description,
+            **cache,
+        )
+        log.info(
+            "index %s: %d items x %d dims in %.1f s (%.1f MB)%s",
+            info["index"],
+            self.n_items,
+            self.form.dim,
+            info["build_s"],
+            info["memory_bytes"] / 2**20,
+            " (read from the cache)" if cache.get("cache_hit") else "",
+        )
+        return info
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> Predictor:
+    def load(
+        cls,
+        run_dir: str | Path,
+        device: str = "cpu",
+        index: str | IndexSettings = "exact",
+        *,
+        index_cache: bool = True,
+    ) -> Predictor:
+        """A predictor for the run's best model. `index`: "exact" (default), "faiss-flat", "faiss-hnsw",
+        "faiss-ivf" (optionally with settings: "faiss-hnsw:ef_search=512") or `IndexSettings`; with
+        `index_cache`, an HNSW or IVF index is saved in `<run>/index/` and reused while the weights match."""
         run_dir = Path(run_dir)
+        settings = index_settings(index)  # a bad index name fails before anything is loaded
         config = snapshot.read_config(run_dir)
         try:
             results = json.loads((run_dir / "results.json").read_text())
@@ -137,7 +235,20 @@ class Predictor:
                 path=run_dir / "best",
             )
         run = {"dir": str(run_dir), "config": config, "results": results}
-        return cls(name, model, data, torch.device(device), run)
+        try:
+            weights = json.loads((run_dir / "best" / CONFIG).read_text()).get("weights_blake2b")
+        except (OSError, ValueError, AttributeError):
+            weights = None
+        return cls(
+            name,
+            model,
+            data,
+            torch.device(device),
+            run,
+            index=settings,
+            index_dir=run_dir / "index" if index_cache else None,
+            weights_digest=weights,
+        )
 
     def knows_user(self, raw_user: str) -> bool:
         u = self._users.index(str(raw_user))
@@ -235,6 +346,12 @@ class Predictor:
         """`rank` for one batch: one forward pass."""
         if not resolved:
             return []
+        if self.index is not None:
+            return self._rank_indexed(resolved)
+        return self._rank_exact(resolved)
+
+    def _rank_exact(self, resolved: Sequence[Resolved]) -> list[list[Recommendation]]:
+        """Every item scored by the model, masked, top-k."""
         batch = self.inputs(resolved).trimmed().to(self.device)
         scores = self.model.score(batch).float()  # [B, N + 1]
         bad = ~torch.isfinite(scores[:, 1:])
@@ -256,6 +373,43 @@ class Predictor:
             ]
             for r, vals, idx in zip(resolved, values, indices, strict=True)
         ]
+
+    def _rank_indexed(self, resolved: Sequence[Resolved]) -> list[list[Recommendation]]:
+        """Candidates from the index (history left out), scored again by the model, best first. A query
+        with a non-finite representation, or one the index could not fill, goes the exact way."""
+        assert self.index is not None and self.form is not None
+        batch = self.inputs(resolved).trimmed().to(self.device)
+        h = self.model.encode(batch).float()  # [B, D]
+        masked = [np.empty(0, dtype=np.int64) if r.include_seen else r.seen for r in resolved]
+        hits = self.index.search(self.form.queries(h), max(r.k for r in resolved), masked)
+        finite = torch.isfinite(h).all(dim=1).cpu().numpy()
+        exact = np.flatnonzero(~finite | ~hits.complete)
+        self.index_fallbacks += int((finite & ~hits.complete).sum())
+        items = torch.from_numpy(np.maximum(hits.items, PAD_ID)).to(self.device)  # -1 (none) -> padding
+        scores = self.model.output(h, items).float()  # [B, k]: the model's own scores of the candidates
+        pad = items == PAD_ID
+        bad = ~torch.isfinite(scores) & ~pad
+        bad[torch.from_numpy(~finite).to(bad.device)] = False  # those rows are scored (and counted) exactly
+        if bool(bad.any()):  # a broken model: its non-finite scores are left out, and counted
+            self.nonfinite_scores += int(bad.any(dim=1).sum())
+            log.error("non-finite scores for %d of %d queries", int(bad.any(dim=1).sum()), len(resolved))
+        scores.masked_fill_(pad | bad, float("-inf"))
+        order = scores.argsort(dim=1, descending=True, stable=True)
+        values = scores.gather(1, order).cpu().tolist()
+        ids = items.gather(1, order).cpu().tolist()
+        raw_items = self._items.raw
+        out = [
+            [
+                Recommendation(raw_items[i], s, self._categories[i])
+                for s, i in zip(vals[: r.k], idx[: r.k], strict=True)
+                if s != float("-inf")
+            ]
+            for r, vals, idx in zip(resolved, values, ids, strict=True)
+        ]
+        if len(exact):
+            for row, recs in zip(exact, self._rank_exact([resolved[i] for i in exact]), strict=True):
+                out[row] = recs
+        return out
 
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
         """Resolve and rank queries (a `DataError` for the first that cannot be scored)."""
