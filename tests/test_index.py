@@ -290,3 +290,19 @@ def test_an_hnsw_index_is_saved_beside_the_run_and_reused(serving_run, tmp_path,
     other = Predictor.load(run, index="faiss-hnsw:m=8")  # another graph: another file
     assert other.index_info["cache_hit"] is False and len(list((run / "index").glob("*.faiss"))) == 2
     assert Predictor.load(run, index="faiss-hnsw", index_cache=False).index_info["cache"] is None
+
+
+def test_the_cli_recommends_the_same_through_a_flat_faiss_index(serving_run):
+    from typer.testing import CliRunner
+
+    from ssrf.cli import app
+
+    runner = CliRunner()
+    user = Predictor.load(serving_run).data.vocabs["user"].raw[1]
+    base = ["recommend", "--run", str(serving_run), "--user", user, "-k", "5"]
+    exact, flat = runner.invoke(app, base), runner.invoke(app, [*base, "--index", "faiss-flat"])
+    assert exact.exit_code == 0 and flat.exit_code == 0, flat.output
+    table = [line for line in exact.output.splitlines() if line.startswith("|")]
+    assert table and table == [line for line in flat.output.splitlines() if line.startswith("|")]
+    bad = runner.invoke(app, [*base, "--index", "faiss-bogus"])
+    assert bad.exit_code == 2 and "unknown index 'faiss-bogus'" in bad.output

@@ -372,6 +372,21 @@ def evaluate(
         typer.echo(f"\ntraining curves: {curves}")
 
 
+IndexOpt = Annotated[
+    str,
+    typer.Option(
+        "--index",
+        help="top-K retrieval: exact, or FAISS: faiss-flat, faiss-hnsw, faiss-ivf, with settings as "
+        "faiss-hnsw:ef_search=1024,m=32 (dot-product models; others are scored exactly, and say why)",
+    ),
+]
+
+
+def _index_line(predictor) -> str:
+    info = predictor.index_info
+    return f"top-K by {info.get('index')}" + (f" ({info['reason']})" if info.get("reason") else "")
+
+
 @app.command("recommend")
 def recommend(
     run: Annotated[Path, typer.Option("--run", help="a run folder")],
@@ -385,6 +400,7 @@ def recommend(
     ] = False,
     out: Annotated[Path | None, typer.Option(help="write CSV (.csv) or JSON lines (.jsonl) instead")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="users scored at once")] = 256,
+    index: IndexOpt = "exact",
 ) -> None:
     """Top-K items for users of a trained run, from their stored histories; unknown users are skipped and
     named (with their line in --users)."""
@@ -403,7 +419,8 @@ def recommend(
                 raise DataError("--out must end in .csv or .jsonl", path=out)
             if not out.parent.is_dir():
                 raise DataError("--out: the folder does not exist", path=out.parent)
-        predictor = Predictor.load(run)
+        predictor = Predictor.load(run, index=index)
+        typer.echo(_index_line(predictor), err=True)
         if not 1 <= k <= predictor.n_items:
             raise DataError(f"-k {k}: must be between 1 and {predictor.n_items} (the catalogue)")
         known, unknown = [], []
@@ -495,6 +512,7 @@ def serve(
     max_connections: Annotated[
         int, typer.Option(min=1, help="open connections per server process (more: 503, closed at once)")
     ] = 512,
+    index: IndexOpt = "exact",
 ) -> None:
     """Serve recommendations over HTTP: POST /v1/recommend, /v1/recommend/batch; GET /healthz, /v1/model,
     /docs (FastAPI on uvicorn)."""
@@ -506,7 +524,8 @@ def serve(
         max_history=max_history, client_timeout_s=client_timeout, max_connections=max_connections
     )
     try:
-        predictor = Predictor.load(run)
+        predictor = Predictor.load(run, index=index)
+        typer.echo(_index_line(predictor))
     except DataError as exc:
         _fail(exc)
     typer.echo(f"serving {predictor.model_name} from {run} on http://{host}:{port} (API docs at /docs)")

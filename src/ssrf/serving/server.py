@@ -40,9 +40,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ssrf.core import DataError
 from ssrf.serving.app import ServeSettings, create_app
+from ssrf.serving.index import IndexSettings
 from ssrf.serving.predictor import Predictor
 
-RUN_ENV, SETTINGS_ENV = "SSRF_SERVE_RUN", "SSRF_SERVE_SETTINGS"
+RUN_ENV, SETTINGS_ENV, INDEX_ENV = "SSRF_SERVE_RUN", "SSRF_SERVE_SETTINGS", "SSRF_SERVE_INDEX"
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -116,7 +117,8 @@ def check_options(settings: ServeSettings, port: int, workers: int) -> None:
 def app_from_env() -> FastAPI:
     """The app for a uvicorn worker: the run and settings named by the environment."""
     settings = ServeSettings(**json.loads(os.environ.get(SETTINGS_ENV, "{}")))
-    app = create_app(Predictor.load(os.environ[RUN_ENV]), settings)
+    index = IndexSettings(**json.loads(os.environ.get(INDEX_ENV, "{}")))  # the parent's (its saved index)
+    app = create_app(Predictor.load(os.environ[RUN_ENV], index=index), settings)
     gc.freeze()
     return app
 
@@ -144,5 +146,6 @@ def serve(
         uvicorn.run(app, **options)
         return
     os.environ[RUN_ENV] = str(Path(predictor.run["dir"]).resolve())
+    os.environ[INDEX_ENV] = json.dumps(dataclasses.asdict(predictor.index_settings))
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     uvicorn.run("ssrf.serving.server:app_from_env", factory=True, workers=workers, **options)
