@@ -6,6 +6,7 @@ and the thread choice."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -326,8 +327,10 @@ def test_pick_threads(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert pick_threads() == (2, "OMP_NUM_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS")
-    monkeypatch.setattr("os.getloadavg", lambda: (64.0, 0.0, 0.0))
+    monkeypatch.setattr("ssrf.training.distributed._busy", lambda: (64.0, "other running tasks"))
     assert pick_threads()[0] == 1  # every core busy: one thread, never zero
+    monkeypatch.setattr("ssrf.training.distributed._busy", lambda: (0.0, "other running tasks"))
+    assert pick_threads()[0] == len(os.sched_getaffinity(0))  # nothing else running: every core
 
 
 def test_train_without_a_config_learns(shared_data, tmp_path):

@@ -11,6 +11,7 @@ users and sums metrics across ranks; only rank 0 writes files.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,15 +125,32 @@ def main_first(dist: Dist) -> Iterator[None]:
 
 def pick_threads(requested: int | None = None) -> tuple[int, str]:
     """PyTorch's intra-op threads for this process, and why: `requested` when given, else $OMP_NUM_THREADS
-    when set (torchrun sets it to 1 per process), else the cores not busy now (the cores this process may use
-    minus the 1-minute load average, at least 1). PyTorch's own default, every core, runs several times
-    slower when another job holds one of them (docs/benchmarks.md, "Threads")."""
+    when set (torchrun sets it to 1 per process), else the cores not busy now: the cores this process may use
+    minus the other runnable tasks (Linux: the median of five samples of /proc/loadavg's running count over
+    0.2 s; elsewhere the 1-minute load average, which still counts a job that ended a minute ago), at least 1.
+    PyTorch's own default, every core, runs 1.4x slower beside one busy core of two (docs/benchmarks.md,
+    "Threads")."""
     if requested is not None:
         return requested, "--threads"
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env), "OMP_NUM_THREADS"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    free = max(1, min(cores, round(cores - load)))
-    return free, f"{cores} cores, load {load:.1f}"
+    busy, what = _busy()
+    free = max(1, min(cores, round(cores - busy)))
+    return free, f"{cores} cores, {what} {busy:g}"
+
+
+def _busy() -> tuple[float, str]:
+    """Other tasks running now, and what measured it."""
+    try:
+        samples = []
+        for i in range(5):
+            with open("/proc/loadavg") as fh:  # "0.38 0.86 1.10 2/345 1234": 2 runnable, this one included
+                samples.append(int(fh.read().split()[3].split("/")[0]) - 1)
+            if i < 4:
+                time.sleep(0.05)
+        return float(sorted(samples)[2]), "other running tasks"
+    except (OSError, ValueError, IndexError):
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return round(load, 1), "load"
