@@ -58,7 +58,7 @@ ThreadsOpt = Annotated[
     typer.Option(
         min=1,
         help="PyTorch threads (default: $OMP_NUM_THREADS, else the cores not busy now: cores minus the "
-        "load average)",
+        "other running tasks)",
     ),
 ]
 
