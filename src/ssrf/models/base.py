@@ -46,3 +46,18 @@ class SequentialRecommender(nn.Module):
     def score(self, batch: SeqBatch, items: torch.Tensor | None = None) -> torch.Tensor:
         """[B, C] scores of candidate items [B, C] (or of every item, [B, N + 1], when None)."""
         return self.output(self.encode(batch), items)
+
+
+class TiedItemScores(SequentialRecommender):
+    """Scores as the dot product of a representation with the item's own input embedding (`item_emb`, tied
+    to the output): SASRec and the models built like it."""
+
+    item_emb: nn.Embedding
+
+    def output_shared(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return h @ self.item_emb(items).T  # [T, C]
+
+    def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        if items is None:
+            return h @ self.item_emb.weight.T  # [T, N + 1]
+        return (h[:, None, :] * self.item_emb(items)).sum(-1)  # [T, C]

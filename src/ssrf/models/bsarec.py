@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssrf.dataset.batches import SeqBatch
-from ssrf.models.base import SequentialRecommender
+from ssrf.models.base import TiedItemScores
 from ssrf.models.layers.prefix import last_of_prefixes
 
 Fraction = Annotated[float, pydantic.Field(ge=0, le=1, allow_inf_nan=False)]
@@ -142,7 +142,7 @@ class BSARecLayer(nn.Module):
         return self.ln(h + self.ffn(h))
 
 
-class BSARec(SequentialRecommender):
+class BSARec(TiedItemScores):
     def __init__(self, cfg: BSARecConfig) -> None:
         super().__init__()
         self.cfg, self.n_items = cfg, cfg.n_items
@@ -172,11 +172,3 @@ class BSARec(SequentialRecommender):
         if positions is None:
             return self.encode_last(batch)  # [B, D]
         return last_of_prefixes(self.encode_last, batch, positions, self.cfg.max_len)  # [T, D]
-
-    def output_shared(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return h @ self.item_emb(items).T  # [T, C]
-
-    def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        if items is None:
-            return h @ self.item_emb.weight.T  # [T, N + 1]
-        return (h[:, None, :] * self.item_emb(items)).sum(-1)  # [T, C]

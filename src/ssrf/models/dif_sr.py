@@ -46,7 +46,7 @@ from torch import nn
 
 from ssrf.core import DataError, NonNegativeFloat
 from ssrf.dataset.batches import SeqBatch
-from ssrf.models.base import SequentialRecommender
+from ssrf.models.base import TiedItemScores
 from ssrf.models.layers.attention import causal_mask
 from ssrf.models.layers.embeddings import ItemFields
 
@@ -169,7 +169,7 @@ class DIFBlock(nn.Module):
         return self.ln(x + self.drop(self.ffn(x)))
 
 
-class DIFSR(SequentialRecommender):
+class DIFSR(TiedItemScores):
     def __init__(self, cfg: DIFSRConfig) -> None:
         super().__init__()
         self.cfg, self.n_items = cfg, cfg.n_items
@@ -215,14 +215,6 @@ class DIFSR(SequentialRecommender):
         for block in self.blocks:
             x = block(x, attrs, pos, mask)
         return x[:, -1] if positions is None else x[positions]  # [B, d] or [T, d]
-
-    def output_shared(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return h @ self.item_emb(items).T  # [T, C]
-
-    def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        if items is None:
-            return h @ self.item_emb.weight.T  # [T, N + 1]
-        return (h[:, None, :] * self.item_emb(items)).sum(-1)  # [T, C]
 
     def attribute_loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Unweighted sum over attributes of the multi-label BCE of predicting the target items' attribute

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ssrf.dataset.batches import SeqBatch
-from ssrf.models.base import SequentialRecommender
+from ssrf.models.base import TiedItemScores
 from ssrf.models.layers.attention import SelfAttentionBlock, causal_mask
 
 
@@ -38,7 +38,7 @@ class SASRecConfig:
     pre_ln: bool = True  # True: the authors' pre-LN blocks; False: RecBole's embedding LN + post-LN blocks
 
 
-class SASRec(SequentialRecommender):
+class SASRec(TiedItemScores):
     def __init__(self, cfg: SASRecConfig) -> None:
         super().__init__()
         self.cfg, self.n_items = cfg, cfg.n_items
@@ -72,11 +72,3 @@ class SASRec(SequentialRecommender):
             x = block(x, mask)
         x = self.final_ln(x)
         return x[:, -1] if positions is None else x[positions]  # [B, D] or [T, D]
-
-    def output_shared(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return h @ self.item_emb(items).T  # [T, C]
-
-    def output(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        if items is None:
-            return h @ self.item_emb.weight.T  # [T, N + 1]
-        return (h[:, None, :] * self.item_emb(items)).sum(-1)  # [T, C]
