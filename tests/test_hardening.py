@@ -118,6 +118,18 @@ class Killed(Exception):
     pass
 
 
+def _killed_at_step_3(data, out: Path, epoch: int | None = None) -> None:
+    """Train with a resume checkpoint every 2 steps and kill the run after step 3 (of `epoch`, or of the
+    first epoch that reaches it)."""
+
+    def kill(e: int, step: int) -> None:
+        if step == 3 and epoch in (None, e):
+            raise Killed
+
+    with pytest.raises(Killed):
+        pipeline.train(data, _small(checkpoint_every=2), out, on_step=kill)
+
+
 def _small(**train) -> RunConfig:
     base = {"epochs": 2, "batch_size": 16, "checkpoint_every": 0, **train}
     return RunConfig.from_dict({"model": "ssrf", "model_options": SMALL, "train": base})
@@ -140,24 +152,14 @@ def test_a_failed_start_leaves_no_folder_and_out_can_be_reused(data, tmp_path):
 
 
 def test_a_killed_run_with_a_resume_state_is_kept(data, tmp_path):
-    def kill(epoch: int, step: int) -> None:
-        if step == 3:
-            raise Killed
-
     out = tmp_path / "run"
-    with pytest.raises(Killed):
-        pipeline.train(data, _small(checkpoint_every=2), out, on_step=kill)
+    _killed_at_step_3(data, out)
     assert (out / "resume" / "state.json").is_file()
 
 
 def test_throughput_after_resume_counts_the_time_before_the_interruption(data, tmp_path):
-    def kill(epoch: int, step: int) -> None:
-        if epoch == 1 and step == 3:
-            raise Killed
-
     out = tmp_path / "run"
-    with pytest.raises(Killed):
-        pipeline.train(data, _small(checkpoint_every=2), out, on_step=kill)
+    _killed_at_step_3(data, out, epoch=1)
     before = json.loads((out / "resume" / "state.json").read_text())["partial_seconds"]
     assert before > 0
     pipeline.train(data, _small(checkpoint_every=2), out, resume=True)
@@ -248,13 +250,8 @@ def test_non_finite_weights_are_refused_even_with_a_matching_digest(run, tmp_pat
 
 
 def test_a_resume_state_with_changed_tensors_is_refused(data, tmp_path):
-    def kill(epoch: int, step: int) -> None:
-        if step == 3:
-            raise Killed
-
     out = tmp_path / "run"
-    with pytest.raises(Killed):
-        pipeline.train(data, _small(checkpoint_every=2), out, on_step=kill)
+    _killed_at_step_3(data, out)
     state = out / "resume" / "state.safetensors"
     raw = bytearray(state.read_bytes())
     raw[-1] ^= 0xFF
