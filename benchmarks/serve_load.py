@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -57,10 +58,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(run: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_server(run: Path, port: int, workers: int, threads: int, extra: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "ssrf", "serve", "--run", str(run), "--port", str(port)]
-    cmd += ["--workers", str(workers), "--no-access-log"]
+    cmd += ["--workers", str(workers), "--no-access-log", *extra]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -200,6 +201,11 @@ def main() -> None:
     ap.add_argument("--history-share", type=float, default=0.2, help="share of new-user (history) requests")
     ap.add_argument("--workers", type=int, default=1, help="server processes")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the server")
+    ap.add_argument(
+        "--serve-args",
+        default="",
+        help="more options of `ssrf serve`, e.g. '--user-cache-mb 0 --no-rank-thread'",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--client", choices=("raw", "httpx"), default="raw", help="the load generator's client")
     args = ap.parse_args()
@@ -210,7 +216,7 @@ def main() -> None:
     model = json.loads((run / "best" / "model.json").read_text())
     port = free_port()
     load_before = os.getloadavg()[0]
-    server = start_server(run, port, args.workers, args.threads)
+    server = start_server(run, port, args.workers, args.threads, shlex.split(args.serve_args))
     try:
         bodies = make_bodies(run, args.warmup + args.requests, args.history_share, args.seed)
         asyncio.run(load(port, bodies[: args.warmup], args.clients, args.time_limit, args.client))
@@ -234,6 +240,7 @@ def main() -> None:
         "history_share": args.history_share,
         "server_workers": args.workers,
         "server_threads": args.threads,
+        "serve_args": args.serve_args,
         "seconds": round(seconds, 2),
         "requests_per_s": round(len(latencies) / seconds, 1),
         "p50_ms": round(pct(ms, 50), 2),

@@ -247,7 +247,7 @@ BAD = [
     ({"user_id": "U", "k": "10"}, 422, "k: Input should be a valid integer"),
     ({"user_id": "U", "k": 2.5}, 422, "k: Input should be a valid integer"),
     ({"user_id": "U", "exclude_seen": "no"}, 422, "exclude_seen: Input should be a valid boolean"),
-    ({"history": "I"}, 422, "history: Input should be a valid list"),
+    ({"history": "I"}, 422, "history: Input should be a valid array"),
     ({"history": [{"item": 3}]}, 422, "history.0.item: Input should be a valid string"),
     ({"history": [{"item": "I", "timestamp": "noon"}]}, 422, "history.0.timestamp: Input should be"),
     ({"user_id": "U", "colour": "red"}, 422, "colour: Extra inputs are not permitted"),
@@ -255,7 +255,7 @@ BAD = [
     ({"history": []}, 422, "give user_id, history, or both"),
     ({"history": [{"item": "I", "timestamp": 1}, {"item": "I"}]}, 422, "give a timestamp for every"),
     ({"history": [{"item": "no-such-item"}]}, 404, "nothing to score from"),
-    ([1, 2], 422, "Input should be a valid dictionary"),
+    ([1, 2], 422, "Input should be an object"),
 ]
 
 

@@ -387,6 +387,14 @@ def _index_line(predictor) -> str:
     return f"top-K by {info.get('index')}" + (f" ({info['reason']})" if info.get("reason") else "")
 
 
+def _cache_line(predictor) -> str:
+    info = predictor.cache_info
+    if not info["cached"]:
+        return f"user cache: none ({info['reason']})"
+    mb = info["memory_bytes"] / 2**20
+    return f"user cache: {info['users']} users x {info['dim']} in {info['build_s']:.1f} s ({mb:.1f} MB)"
+
+
 @app.command("recommend")
 def recommend(
     run: Annotated[Path, typer.Option("--run", help="a run folder")],
@@ -513,6 +521,22 @@ def serve(
         int, typer.Option(min=1, help="open connections per server process (more: 503, closed at once)")
     ] = 512,
     index: IndexOpt = "exact",
+    user_cache_mb: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="memory for every stored user's representation, computed at start so that a known user's "
+            "request skips the forward pass (0: off; not built when over it)",
+        ),
+    ] = 512.0,
+    rank_thread: Annotated[
+        bool,
+        typer.Option(
+            "--rank-thread/--no-rank-thread",
+            help="forward passes in a worker thread, the event loop reading requests meanwhile (default), "
+            "or on the event loop (less hand-off; for --workers as many as the cores)",
+        ),
+    ] = True,
 ) -> None:
     """Serve recommendations over HTTP: POST /v1/recommend, /v1/recommend/batch; GET /healthz, /v1/model,
     /docs (FastAPI on uvicorn)."""
@@ -521,11 +545,16 @@ def serve(
     from ssrf.serving.server import serve as run_server
 
     settings = ServeSettings(
-        max_history=max_history, client_timeout_s=client_timeout, max_connections=max_connections
+        max_history=max_history,
+        client_timeout_s=client_timeout,
+        max_connections=max_connections,
+        user_cache_mb=user_cache_mb,
+        rank_thread=rank_thread,
     )
     try:
-        predictor = Predictor.load(run, index=index)
+        predictor = Predictor.load(run, index=index, user_cache_mb=user_cache_mb)
         typer.echo(_index_line(predictor))
+        typer.echo(_cache_line(predictor))
     except DataError as exc:
         _fail(exc)
     typer.echo(f"serving {predictor.model_name} from {run} on http://{host}:{port} (API docs at /docs)")

@@ -16,12 +16,20 @@ searched in a FAISS index over the model's item rows (bias folded in), the histo
 and the items found are scored again by the model itself, so the scores served are the model's. A model
 whose scores are not an inner product keeps exact scoring; `index_info` says which index serves and why,
 with its build time and memory. A query the index cannot fill (more masked items than it fetches) is scored
-exactly (`index_fallbacks` counts them)."""
+exactly (`index_fallbacks` counts them).
+
+A known user asked about with nothing new (no history events given, or none the model knows) is scored from
+their stored history alone, which the run folder fixes: with `user_cache_mb` > 0 every stored user's
+representation is computed once at load (in batches of similar length, as `rank` would) and kept, so such a
+query skips the forward pass. The cache holds [users, D] floats and is built only when that fits in the
+budget, and only for models whose representation is a fixed-width float vector; `cache_info` says whether
+it was built, its size and build time, or why not."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +43,7 @@ from torch import nn
 from ssrf.core import PAD_ID, DataError
 from ssrf.dataset import snapshot
 from ssrf.dataset.artifacts import Prepared
-from ssrf.dataset.batches import SeqBatch, item_mask
+from ssrf.dataset.batches import SeqBatch
 from ssrf.dataset.sequences import Sequences
 from ssrf.models.base import SequentialRecommender
 from ssrf.models.registry import CONFIG, load_model
@@ -51,6 +59,7 @@ from ssrf.serving.index import (
 )
 
 log = logging.getLogger(__name__)
+NEG_INF = torch.tensor(float("-inf"))
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class Resolved:
     k: int
     include_seen: bool
     warnings: tuple[str, ...] = ()
+    stored_only: bool = False  # a known user's stored history and nothing else: the cached representation
 
 
 @dataclass(frozen=True)
@@ -122,10 +132,11 @@ class Predictor:
         index: str | IndexSettings = "exact",
         index_dir: Path | None = None,
         weights_digest: str | None = None,
+        user_cache_mb: float = 0,
     ):
         """`index`: how top-K items are found (see the module's docstring); `index_dir`: where an HNSW or IVF
         index is saved and reused (None: built every time); `weights_digest`: the model bundle's, recorded
-        with a saved index."""
+        with a saved index; `user_cache_mb`: memory for the stored users' representations (0: no cache)."""
         self.model_name, self.model, self.data, self.device = model_name, for_serving(model), data, device
         self.run: dict[str, Any] = run or {}  # {"dir", "config" (config.json), "results" (results.json)}
         self.seqs = Sequences.build(data)
@@ -147,6 +158,9 @@ class Predictor:
         self.form: DotForm | None = None
         self.index: ExactIndex | FaissIndex | None = None  # None: every item scored by the model
         self.index_info: dict[str, Any] = self._build_index(index_dir, weights_digest)
+        self.vector_width, self.rep_dtype = self._probe_width()
+        self.user_reps: torch.Tensor | None = None  # [n_users + 1, D]: stored users' representations
+        self.cache_info: dict[str, Any] = self._build_user_cache(user_cache_mb)
 
     def _probe(self) -> torch.Tensor:
         """The model's representations of up to 32 stored users (the probe `dot_form` checks against)."""
@@ -204,6 +218,65 @@ class Predictor:
         )
         return info
 
+    def _probe_width(self) -> tuple[int | None, torch.dtype]:
+        """(D, dtype) when the model's representation is a float vector [B, D] whose width does not depend on
+        the history's length (probed with 1 and `max_len` events); (None, float32) otherwise, e.g. a rule
+        that reads the item ids themselves."""
+        if not self.model.reads_history:
+            return None, torch.float32
+        shapes = set()
+        for n in (1, self.max_len):
+            items = np.ones(n, dtype=np.int64)
+            probe = Resolved(PAD_ID, items, items * self.default_behavior, items, 1, True)
+            with torch.inference_mode():
+                h = self.model.encode(self.inputs([probe]).trimmed().to(self.device))
+            if h.dim() != 2 or not h.dtype.is_floating_point:
+                return None, torch.float32
+            shapes.add((int(h.shape[1]), h.dtype))
+        if len(shapes) != 1:
+            return None, torch.float32
+        return shapes.pop()
+
+    def _build_user_cache(self, budget_mb: float) -> dict[str, Any]:
+        """Every stored user's representation, encoded in length buckets of up to 512 users (see the
+        module's docstring); what was done, or why not, as a dict."""
+        info: dict[str, Any] = {"users": 0, "dim": self.vector_width, "memory_bytes": 0, "build_s": 0.0}
+        if budget_mb <= 0:
+            return {**info, "cached": False, "reason": "off (user_cache_mb = 0)"}
+        if self.vector_width is None:
+            reason = f"{self.model_name}'s representation is not a fixed-width float vector"
+            return {**info, "cached": False, "reason": reason}
+        start = time.perf_counter()
+        users = np.flatnonzero(np.diff(self.seqs.ptr) > 0)
+        users = users[users != PAD_ID]
+        if not len(users):
+            return {**info, "cached": False, "reason": "no stored history"}
+        width = self.vector_width
+        need = (self.data.n_users + 1) * width * self.rep_dtype.itemsize
+        if need > budget_mb * 2**20:
+            reason = f"needs {need / 2**20:.1f} MB, over the {budget_mb:g} MB budget"
+            return {**info, "cached": False, "reason": reason}
+        reps = torch.zeros(self.data.n_users + 1, width, dtype=self.rep_dtype, device=self.device)
+        lengths = np.minimum(np.diff(self.seqs.ptr)[users], self.max_len)
+        order = users[np.argsort(lengths, kind="stable")]  # similar lengths together: little padding
+        with torch.inference_mode():
+            for lo in range(0, len(order), 512):
+                chunk = order[lo : lo + 512]
+                resolved = [self.resolve(Query(self._users.raw[u])) for u in chunk]
+                batch = self.inputs(resolved).trimmed().to(self.device)
+                reps[torch.from_numpy(chunk).to(self.device)] = self.model.encode(batch)
+        self.user_reps = reps
+        seconds = time.perf_counter() - start
+        log.info("user cache: %d users x %d in %.1f s (%.1f MB)", len(users), width, seconds, need / 2**20)
+        return {
+            "cached": True,
+            "reason": "stored users' representations computed at load",
+            "users": len(users),
+            "dim": width,
+            "memory_bytes": int(need),
+            "build_s": round(seconds, 3),
+        }
+
     @classmethod
     def load(
         cls,
@@ -212,10 +285,12 @@ class Predictor:
         index: str | IndexSettings = "exact",
         *,
         index_cache: bool = True,
+        user_cache_mb: float = 0,
     ) -> Predictor:
         """A predictor for the run's best model. `index`: "exact" (default), "faiss-flat", "faiss-hnsw",
         "faiss-ivf" (optionally with settings: "faiss-hnsw:ef_search=512") or `IndexSettings`; with
-        `index_cache`, an HNSW or IVF index is saved in `<run>/index/` and reused while the weights match."""
+        `index_cache`, an HNSW or IVF index is saved in `<run>/index/` and reused while the weights match;
+        `user_cache_mb` > 0 keeps every stored user's representation (see the module's docstring)."""
         run_dir = Path(run_dir)
         settings = index_settings(index)  # a bad index name fails before anything is loaded
         config = snapshot.read_config(run_dir)
@@ -248,6 +323,7 @@ class Predictor:
             index=settings,
             index_dir=run_dir / "index" if index_cache else None,
             weights_digest=weights,
+            user_cache_mb=user_cache_mb,
         )
 
     def knows_user(self, raw_user: str) -> bool:
@@ -311,6 +387,7 @@ class Predictor:
             k=min(query.k, self.n_items),
             include_seen=query.include_seen,
             warnings=tuple(warnings),
+            stored_only=user != PAD_ID and not items,
         )
 
     def inputs(self, resolved: Sequence[Resolved]) -> SeqBatch:
@@ -327,19 +404,50 @@ class Predictor:
         )
 
     def rank(self, resolved: Sequence[Resolved]) -> list[list[Recommendation]]:
-        """The top-k items of each resolved query, best first. Queries are scored in batches of similar
-        history length (up to 8, 16, 32, ... events; from 16 queries on), each padded only to its own
-        longest: one short history batched with a long one would otherwise cost as much as the long one."""
-        if len(resolved) < 16:  # a small batch is cheaper in one pass than split
+        """The top-k items of each resolved query, best first. The histories are encoded in groups of similar
+        length (up to 8, 16, 32, ... events; from 16 queries on), each padded only to its own longest: one
+        short history batched with a long one would otherwise cost as much as the long one. A model whose
+        representation is a vector (`vector_width`) then scores all the queries in one pass, cached users
+        included; any other is scored group by group."""
+        if self.vector_width is not None or len(resolved) < 16:
             return self._rank(resolved)
-        lengths = np.array([max(len(r.items), 1) for r in resolved], dtype=np.int64)
-        buckets = np.maximum(8, 1 << np.ceil(np.log2(lengths)).astype(np.int64))
         out: list[list[Recommendation]] = [[] for _ in resolved]
-        for b in np.unique(buckets):
-            rows = np.flatnonzero(buckets == b)
+        for rows in self._length_groups(resolved):
             for row, recs in zip(rows, self._rank([resolved[i] for i in rows]), strict=True):
                 out[row] = recs
         return out
+
+    @staticmethod
+    def _length_groups(resolved: Sequence[Resolved]) -> list[np.ndarray]:
+        """Rows of `resolved` grouped by history length (up to 8, 16, 32, ... events)."""
+        lengths = np.array([max(len(r.items), 1) for r in resolved], dtype=np.int64)
+        buckets = np.maximum(8, 1 << np.ceil(np.log2(lengths)).astype(np.int64))
+        return [np.flatnonzero(buckets == b) for b in np.unique(buckets)]
+
+    def _encode(self, resolved: Sequence[Resolved]) -> torch.Tensor:
+        """[B, D] representations: a cached user's from the cache, the rest by forward passes (in length
+        groups from 16 queries on, for a vector representation; else in one pass)."""
+        if self.vector_width is None:
+            return self.model.encode(self.inputs(resolved).trimmed().to(self.device))
+        cached = [i for i, r in enumerate(resolved) if r.stored_only] if self.user_reps is not None else []
+        if len(cached) == len(resolved):
+            users = torch.tensor([r.user for r in resolved], dtype=torch.int64, device=self.device)
+            return self.user_reps[users]  # type: ignore[index]
+        if not cached and len(resolved) < 16:
+            return self.model.encode(self.inputs(resolved).trimmed().to(self.device))
+        h = torch.empty(len(resolved), self.vector_width, dtype=self.rep_dtype, device=self.device)
+        if cached:
+            users = torch.tensor([resolved[i].user for i in cached], dtype=torch.int64, device=self.device)
+            h[torch.tensor(cached, device=self.device)] = self.user_reps[users]  # type: ignore[index]
+        rest = np.setdiff1d(np.arange(len(resolved)), cached)
+        groups = (
+            self._length_groups([resolved[i] for i in rest]) if len(rest) >= 16 else [np.arange(len(rest))]
+        )
+        for group in groups:
+            rows = rest[group]
+            batch = self.inputs([resolved[i] for i in rows]).trimmed().to(self.device)
+            h[torch.from_numpy(rows).to(self.device)] = self.model.encode(batch)
+        return h
 
     @torch.inference_mode()
     def _rank(self, resolved: Sequence[Resolved]) -> list[list[Recommendation]]:
@@ -352,16 +460,21 @@ class Predictor:
 
     def _rank_exact(self, resolved: Sequence[Resolved]) -> list[list[Recommendation]]:
         """Every item scored by the model, masked, top-k."""
-        batch = self.inputs(resolved).trimmed().to(self.device)
-        scores = self.model.score(batch).float()  # [B, N + 1]
-        bad = ~torch.isfinite(scores[:, 1:])
-        if bool(bad.any()):  # a broken model: its non-finite scores are left out, and counted
-            self.nonfinite_scores += int(bad.any(dim=1).sum())
-            log.error("non-finite scores for %d of %d queries", int(bad.any(dim=1).sum()), len(resolved))
-            scores[:, 1:].masked_fill_(bad, float("-inf"))
+        scores = self.model.output(self._encode(resolved)).float()  # [B, N + 1]
+        lo, hi = torch.aminmax(scores)  # NaN if any is: one pass, where isfinite() makes two [B, N] copies
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = ~torch.isfinite(scores[:, 1:])
+            if bool(bad.any()):  # a broken model: its non-finite scores are left out, and counted
+                self.nonfinite_scores += int(bad.any(dim=1).sum())
+                log.error("non-finite scores for %d of %d queries", int(bad.any(dim=1).sum()), len(resolved))
+                scores[:, 1:].masked_fill_(bad, float("-inf"))
         scores[:, PAD_ID] = float("-inf")
         masked = [np.empty(0, dtype=np.int64) if r.include_seen else r.seen for r in resolved]
-        scores.masked_fill_(item_mask(masked, scores.shape[1], scores.device), float("-inf"))  # no copy
+        if any(len(m) for m in masked):  # the seen items' cells set in place: no [B, N] mask built
+            rows = torch.from_numpy(np.repeat(np.arange(len(masked)), [len(m) for m in masked]))
+            cols = torch.from_numpy(np.concatenate(masked).astype(np.int64, copy=False))
+            at = (rows.to(scores.device), cols.to(scores.device))
+            scores.index_put_(at, NEG_INF.to(scores.device))
         top = scores.topk(max(r.k for r in resolved), dim=1)
         values, indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
         raw_items = self._items.raw
@@ -378,8 +491,7 @@ class Predictor:
         """Candidates from the index (history left out), scored again by the model, best first. A query
         with a non-finite representation, or one the index could not fill, goes the exact way."""
         assert self.index is not None and self.form is not None
-        batch = self.inputs(resolved).trimmed().to(self.device)
-        h = self.model.encode(batch).float()  # [B, D]
+        h = self._encode(resolved).float()  # [B, D]
         masked = [np.empty(0, dtype=np.int64) if r.include_seen else r.seen for r in resolved]
         hits = self.index.search(self.form.queries(h), max(r.k for r in resolved), masked)
         finite = torch.isfinite(h).all(dim=1).cpu().numpy()

@@ -118,7 +118,8 @@ def app_from_env() -> FastAPI:
     """The app for a uvicorn worker: the run and settings named by the environment."""
     settings = ServeSettings(**json.loads(os.environ.get(SETTINGS_ENV, "{}")))
     index = IndexSettings(**json.loads(os.environ.get(INDEX_ENV, "{}")))  # the parent's (its saved index)
-    app = create_app(Predictor.load(os.environ[RUN_ENV], index=index), settings)
+    predictor = Predictor.load(os.environ[RUN_ENV], index=index, user_cache_mb=settings.user_cache_mb)
+    app = create_app(predictor, settings)
     gc.freeze()
     return app
 
