@@ -4,6 +4,7 @@ and a bounded schemathesis run over the OpenAPI schema; on a small SSRF trained 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -165,7 +166,8 @@ def test_batch_answers_each_request_in_order(client, predictor):
         assert [x["score"] for x in got["items"]] == pytest.approx([x["score"] for x in single["items"]])
 
 
-def test_concurrent_requests_are_scored_together(predictor, monkeypatch):
+@pytest.mark.parametrize("threaded", [True, False], ids=["rank-thread", "on-the-loop"])
+def test_concurrent_requests_are_scored_together(predictor, monkeypatch, threaded):
     passes: list[int] = []
     rank = predictor.rank
 
@@ -175,7 +177,7 @@ def test_concurrent_requests_are_scored_together(predictor, monkeypatch):
         return rank(resolved)
 
     monkeypatch.setattr(predictor, "rank", counting)
-    app = create_app(predictor, SETTINGS)
+    app = create_app(predictor, dataclasses.replace(SETTINGS, rank_thread=threaded))
     users = [raw_user(predictor, u) for u in range(1, 41)]
 
     async def ask_all() -> list[dict]:
@@ -194,6 +196,25 @@ def test_concurrent_requests_are_scored_together(predictor, monkeypatch):
         assert [x["item"] for x in got["items"]] == [r.item for r in want]
 
 
+@pytest.mark.parametrize("threaded", [True, False], ids=["rank-thread", "on-the-loop"])
+def test_a_failing_forward_pass_is_a_500_and_the_next_one_is_served(predictor, monkeypatch, threaded):
+    rank, calls = predictor.rank, []
+
+    def failing_once(resolved):
+        calls.append(len(resolved))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return rank(resolved)
+
+    monkeypatch.setattr(predictor, "rank", failing_once)
+    app = create_app(predictor, dataclasses.replace(SETTINGS, rank_thread=threaded))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        body = {"user_id": raw_user(predictor), "k": 3}
+        assert c.post("/v1/recommend", json=body).status_code == 500
+        res = c.post("/v1/recommend", json=body)
+    assert res.status_code == 200 and len(res.json()["items"]) == 3 and calls == [1, 1]
+
+
 def test_healthz_and_model(client, predictor, run):
     assert client.get("/healthz").json() == {"status": "ok", "model": "ssrf"}
     info = client.get("/v1/model").json()
@@ -208,6 +229,8 @@ def test_healthz_and_model(client, predictor, run):
         "fields": {"category": len(predictor.data.vocabs["field:category"]) - 1},
     }
     assert info["behaviors"] == ["pv", "fav", "cart", "buy"]
+    assert info["index"] == predictor.index_info and info["index"]["index"] == "exact"
+    assert info["user_cache"] == predictor.cache_info
     # JSON has no NaN: a metric no user defines (e.g. a kind of positive none has) is null
     nan_free = {k: None if v != v else v for k, v in results["test"].items()}
     assert {k: v for k, v in info["test_metrics"].items() if v is None} == {
@@ -400,6 +423,8 @@ def test_real_server_answers_over_http(run, predictor):
         proc.terminate()
         out = proc.communicate(timeout=30)[0]
     assert f"on http://127.0.0.1:{port}" in out
+    users = int((np.diff(predictor.seqs.ptr)[1:] > 0).sum())
+    assert f"user cache: {users} users x " in out  # on by default for `ssrf serve`
 
 
 # ---- a bounded fuzz of the OpenAPI schema: no 5xx

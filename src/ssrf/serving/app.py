@@ -179,6 +179,13 @@ class ModelInfo(BaseModel):
         description="the run's test metrics (results.json); null where no user defines one (e.g. no novel "
         "positive)"
     )
+    index: dict[str, Any] = Field(
+        description="how top-K items are found: exact, or the FAISS index with its build time and memory"
+    )
+    user_cache: dict[str, Any] = Field(
+        description="the stored users' representations kept in memory: whether, how many, their size and "
+        "build time, or why not"
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -538,6 +545,8 @@ def model_info(p: Predictor) -> ModelInfo:
             fields={f: len(p.data.vocabs[f"field:{f}"]) - 1 for f in p.data.fields},
         ),
         behaviors=p.behaviors,
+        index=p.index_info,
+        user_cache=p.cache_info,
         test_metrics={k: None if v is None or v != v else float(v) for k, v in test.items()}
         if isinstance(test, dict)
         else None,

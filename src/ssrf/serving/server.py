@@ -6,7 +6,11 @@ calling process first, so a bad run folder fails before any worker starts.
 
 Once the run is loaded, `gc.freeze()` moves everything alive into the collector's permanent generation: the
 vocabularies and item tables are hundreds of thousands of objects, and without it each full collection
-walks them all (about 200 ms on Beauty, paid by whichever requests are in flight).
+walks them all (about 200 ms on Beauty, paid by whichever requests are in flight). The youngest generation
+is then collected every 50,000 allocations instead of 700: a request's objects are freed by reference
+counting, but each collection walks every object of the requests in flight, and at the default threshold
+that was a collection every few requests (server CPU per request 0.34-0.39 ms against 0.39-0.45 ms, three
+paired runs of `benchmarks/serve_load.py`'s load; docs/benchmarks.md).
 
 Slow and stalled clients. uvicorn arms no timer while a request's headers arrive (only `timeout_keep_alive`,
 between requests), so a client that sends half its headers and stalls holds its connection, and a file
@@ -44,6 +48,7 @@ from ssrf.serving.index import IndexSettings
 from ssrf.serving.predictor import Predictor
 
 RUN_ENV, SETTINGS_ENV, INDEX_ENV = "SSRF_SERVE_RUN", "SSRF_SERVE_SETTINGS", "SSRF_SERVE_INDEX"
+GC_YOUNG = 50_000  # allocations between collections of the youngest generation (Python's default: 700)
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -114,13 +119,19 @@ def check_options(settings: ServeSettings, port: int, workers: int) -> None:
         raise DataError(f"max_connections must be at least 1, got {settings.max_connections}")
 
 
+def settle_gc() -> None:
+    """Everything loaded so far out of the collector's way, and fewer young collections (module docstring)."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 10, 10)
+
+
 def app_from_env() -> FastAPI:
     """The app for a uvicorn worker: the run and settings named by the environment."""
     settings = ServeSettings(**json.loads(os.environ.get(SETTINGS_ENV, "{}")))
     index = IndexSettings(**json.loads(os.environ.get(INDEX_ENV, "{}")))  # the parent's (its saved index)
     predictor = Predictor.load(os.environ[RUN_ENV], index=index, user_cache_mb=settings.user_cache_mb)
     app = create_app(predictor, settings)
-    gc.freeze()
+    settle_gc()
     return app
 
 
@@ -143,7 +154,7 @@ def serve(
     options: dict[str, Any] = {"host": host, "port": port, "access_log": access_log, "http": protocol}
     if workers == 1:
         app = create_app(predictor, settings)
-        gc.freeze()
+        settle_gc()
         uvicorn.run(app, **options)
         return
     os.environ[RUN_ENV] = str(Path(predictor.run["dir"]).resolve())
