@@ -59,9 +59,13 @@ def free_port() -> int:
 
 
 def start_server(run: Path, port: int, workers: int, threads: int, extra: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "ssrf", "serve", "--run", str(run), "--port", str(port)]
-    cmd += ["--workers", str(workers), "--no-access-log", *extra]
+    return launch([*cmd, "--workers", str(workers), "--no-access-log", *extra], port, threads)
+
+
+def launch(cmd: list[str], port: int, threads: int) -> subprocess.Popen:
+    """Start a server process (OMP_NUM_THREADS=threads) and wait until it answers GET /healthz on port."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

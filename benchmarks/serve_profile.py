@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -118,27 +117,6 @@ def in_process(run: Path, bodies: list[dict]) -> dict[str, float]:
     return {k: round(v, 1) for k, v in out.items()}
 
 
-def start(cmd: list[str], port: int) -> subprocess.Popen:
-    import httpx
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(
-                f"{cmd} exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"{cmd} did not answer /healthz within 120 s")
-
-
 def over_loopback(kind: str, run: Path, bodies: list[dict], clients: int, warmup: int) -> dict[str, float]:
     port = serve_load.free_port()
     if kind == "ssrf":
@@ -155,7 +133,7 @@ def over_loopback(kind: str, run: Path, bodies: list[dict], clients: int, warmup
         ]
     else:
         cmd = [sys.executable, __file__, "--floor", kind, "--port", str(port)]
-    server = start(cmd, port)
+    server = serve_load.launch(cmd, port, threads=1)
     try:
         asyncio.run(serve_load.load(port, bodies[:warmup], clients, 300, "raw"))
         cpu = serve_load.cpu_seconds(server.pid)
