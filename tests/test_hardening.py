@@ -260,17 +260,18 @@ def test_a_resume_state_with_changed_tensors_is_refused(data, tmp_path):
         pipeline.train(data, _small(checkpoint_every=2), out, resume=True)
 
 
-def test_non_finite_scores_are_never_served(run, monkeypatch):
-    predictor = Predictor.load(run)
+@pytest.mark.parametrize("user_cache_mb", [0, 64])
+def test_non_finite_scores_are_never_served(run, monkeypatch, user_cache_mb):
+    predictor = Predictor.load(run, user_cache_mb=user_cache_mb)
     user = predictor.data.vocabs["user"].raw[1]
-    honest = predictor.model.score
+    honest = predictor.model.output  # what the predictor scores items with
 
-    def broken(batch):
-        scores = honest(batch).clone()
+    def broken(h, items=None):
+        scores = honest(h, items).clone()
         scores[:, 1::2] = float("nan")  # every odd item
         return scores
 
-    monkeypatch.setattr(predictor.model, "score", broken)
+    monkeypatch.setattr(predictor.model, "output", broken)
     recs = predictor.recommend([user], 10)[0]
     ids = predictor.data.vocabs["item"]
     assert recs and all(ids.index(r.item) % 2 == 0 for r in recs)

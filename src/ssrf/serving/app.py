@@ -1,4 +1,5 @@
-"""The HTTP service: `create_app(predictor, settings)` -> a FastAPI app.
+"""The HTTP service: `create_app(predictor, settings)` -> an ASGI app (`Service`: a FastAPI app, with its
+two POST routes answered in front of FastAPI's per-request machinery).
 
 POST /v1/recommend          a known user, a history (a user the model has not seen), or both
 POST /v1/recommend/batch    many of those at once, each answered on its own
@@ -16,8 +17,8 @@ scored (404 or 422 on its own) gets an `error` naming its index and no items; th
 Requests that arrive while a forward pass runs are scored together in the next one (`Batcher`), so a busy
 server runs few, larger batches.
 
-Slow or stalled clients: `BodyDeadline` answers 408 when a body stalls (a Content-Length larger than what
-arrives). Stalled headers and the number of open connections are bounded below the app, in the HTTP
+Slow or stalled clients: `Service.read_body` answers 408 when a body stalls (a Content-Length larger than
+what arrives). Stalled headers and the number of open connections are bounded below the app, in the HTTP
 protocol (`ssrf.serving.server.GuardedProtocol`), where a connection exists before any request does.
 
 No non-finite score is ever served: the predictor leaves such items out and counts the queries affected
@@ -38,11 +39,8 @@ from typing import Any, Literal, Self, TypeVar
 
 import orjson
 from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from starlette.routing import Route
 
 from ssrf import __version__
 from ssrf.core import DataError
@@ -280,86 +278,20 @@ class Batcher:
                 await asyncio.sleep(0)  # answer this chunk, and read new requests, before the next
 
 
-ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Any], Awaitable[None]]
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over `max_bytes`, by its Content-Length or, when it is
-    streamed without one, as soon as it grows past the limit."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    def message(self) -> str:
-        return f"request body larger than {self.max_bytes} bytes"
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await JSONResponse({"detail": self.message()}, status_code=413)(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, self.message())
-            return message
-
-        await self.app(scope, limited, send)
-
-
-class BodyDeadline:
-    """ASGI middleware: 408 (and the connection closed) when a request body has not fully arrived
-    `timeout_s` after its headers, as when a client sends a Content-Length larger than what it sends."""
-
-    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
-        self.app, self.timeout_s = app, timeout_s
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
-        body_read = False
-
-        async def timed() -> Any:
-            nonlocal body_read
-            if body_read:  # later reads only wait for the client to go away: no deadline
-                return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                detail = f"the request body did not arrive within {self.timeout_s:g} s"
-                raise HTTPException(408, detail, headers={"Connection": "close"}) from None
-            body_read = message["type"] != "http.request" or not message.get("more_body", False)
-            return message
-
-        await self.app(scope, timed, send)
-
-
-def require_json(request: Request) -> None:
-    """415 unless the body is declared JSON: application/json, or a type with the +json suffix."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+def check_json_type(content_type: str) -> None:
+    """415 unless a body is declared JSON: application/json, or a type with the +json suffix."""
+    media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
         got = f"got {media!r}" if media else "it has no Content-Type"
         raise HTTPException(415, f"send the body as JSON with Content-Type: application/json ({got})")
 
 
-async def read_body(request: Request, model: type[M]) -> M:
-    """The request body as `model`: 415 unless declared JSON, 422 naming what is wrong. The JSON is parsed
-    and validated in one pass by pydantic-core (FastAPI's own body handling parses it with `json.loads`
-    first, resolves dependencies and validates the answer again: three times this path's cost)."""
-    require_json(request)
+def parse(body: bytes, model: type[M]) -> M:
+    """A request body as `model`, or 422 naming what is wrong. The JSON is parsed and validated in one pass
+    by pydantic-core (FastAPI's own body handling parses it with `json.loads` first, resolves dependencies
+    and validates the answer again: three times this path's cost)."""
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise HTTPException(422, _validation_message(exc.errors())) from None
 
@@ -370,8 +302,8 @@ def json_response(content: Any) -> Response:
 
 
 def body_schema(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The OpenAPI `requestBody` of an endpoint that reads its body itself (`read_body`), and the schemas
-    it refers to, for the document's components."""
+    """The OpenAPI `requestBody` of an endpoint that reads its body itself (`parse`), and the schemas it
+    refers to, for the document's components."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     components = {model.__name__: schema, **schema.pop("$defs", {})}
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
@@ -392,10 +324,91 @@ def _validation_message(errors: Sequence[Any]) -> str:
     return "; ".join(parts[:5]) + more
 
 
+# ---- the service: the two POST routes answered in front of FastAPI
+
+Handler = Callable[[bytes], Awaitable[dict[str, Any]]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its body arrived: nothing to answer."""
+
+
+class Service:
+    """The ASGI app that `create_app` returns. It answers POST /v1/recommend and /v1/recommend/batch itself
+    and hands everything else (the GET routes, /docs, other methods and paths, lifespan) to the FastAPI app
+    `api`, whose routes for the two POST paths describe them in /docs and answer the same way when `api` is
+    used on its own.
+
+    Why: FastAPI and Starlette's per-request machinery (the middleware stack, routing, the request and
+    response objects) cost about 120 us of CPU a request on a 2-core machine against 39 us for uvicorn itself
+    (`benchmarks/serve_profile.py`), more than the rest of a known user's request. Here a request's type
+    and size are checked (415, 413), its body read against the deadline (408, and the connection closed), and
+    the handler's answer, or its `HTTPException`, written as JSON; any other error is logged and answered
+    500."""
+
+    def __init__(self, api: FastAPI, routes: dict[str, Handler], settings: ServeSettings) -> None:
+        self.api, self.routes, self.settings = api, routes, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None or scope["method"] != "POST":
+            await self.api(scope, receive, send)
+            return
+        headers: dict[str, str] = {}
+        try:
+            status, content = 200, await handler(await self.read_body(scope, receive))
+        except ClientGone:
+            return
+        except HTTPException as exc:
+            status, content, headers = exc.status_code, {"detail": exc.detail}, dict(exc.headers or {})
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            status, content = 500, {"detail": "internal server error"}
+        body = orjson.dumps(content)
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    async def read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The request's body: 415 unless declared JSON; 413 when larger than `max_body_bytes`, by its
+        Content-Length or, streamed without one, as soon as it grows past; 408 (and the connection closed)
+        when it has not all arrived `client_timeout_s` after the headers, as when a client sends a
+        Content-Length larger than what it sends."""
+        headers = dict(scope["headers"])
+        check_json_type(headers.get(b"content-type", b"").decode("latin-1"))
+        limit, timeout = self.settings.max_body_bytes, self.settings.client_timeout_s
+        too_large = HTTPException(413, f"request body larger than {limit} bytes")
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            detail = f"the request body did not arrive within {timeout:g} s"
+            raise HTTPException(408, detail, headers={"Connection": "close"}) from None
+
+
 # ---- the app
 
 
-def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> Service:
     settings = settings or ServeSettings()
     RecommendRequest, BatchRequest = request_models(settings, example_requests(predictor))
     batcher = Batcher(predictor.rank, settings.max_forward, threaded=settings.rank_thread)
@@ -404,16 +417,10 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         version=__version__,
         summary="Next-item recommendations from a trained ssrf run (raw ids in, raw ids out).",
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(BodyDeadline, timeout_s=settings.client_timeout_s)
     nonfinite = 0  # answers from which the app itself had to drop a non-finite score
     one_body, components = body_schema(RecommendRequest)
     batch_body, batch_components = body_schema(BatchRequest)
     components.update(batch_components)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_message(exc.errors())}, status_code=422)
 
     def resolve(req: RecommendRequestBase) -> Resolved:
         try:
@@ -436,33 +443,16 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         items = [{"item": x.item, "score": x.score, "category": x.category} for x in finite]
         return {"user_id": req.user_id, "items": items, "warnings": warnings}
 
-    # The two POST endpoints read and answer their bodies themselves (`read_body`, `json_response`); their
-    # schemas are declared below (`openapi_extra`, `response_model`) so that /docs shows them as usual.
-    @app.post(
-        "/v1/recommend",
-        responses=ERRORS,
-        response_model=RecommendResponse,
-        openapi_extra={"requestBody": one_body},
-    )
-    async def recommend(request: Request) -> Response:
-        """Top-k items for a known user, a new user's history, or a known user plus recent events."""
-        req = await read_body(request, RecommendRequest)
+    async def recommend_one(body: bytes) -> dict[str, Any]:
+        """POST /v1/recommend: a `RecommendRequest` body -> a `RecommendResponse`."""
+        req = parse(body, RecommendRequest)
         r = resolve(req)
         (recs,) = await batcher.submit([r])
-        return json_response(answer(req, r, recs))
+        return answer(req, r, recs)
 
-    @app.post(
-        "/v1/recommend/batch",
-        responses=BATCH_ERRORS,
-        response_model=BatchResponse,
-        openapi_extra={"requestBody": batch_body},
-    )
-    async def recommend_batch(request: Request) -> Response:
-        """Many recommendation requests at once, answered in order. One that cannot be scored (an unknown
-        user without a history, nothing known in its history) gets an `error` naming its index and no items;
-        the others are scored. A body that is invalid as a whole (wrong types, too many requests) gets 422."""
-        body = await read_body(request, BatchRequest)
-        reqs: list[RecommendRequestBase] = body.requests  # type: ignore[attr-defined]
+    async def recommend_many(body: bytes) -> dict[str, Any]:
+        """POST /v1/recommend/batch: a `BatchRequest` body -> a `BatchResponse`."""
+        reqs: list[RecommendRequestBase] = parse(body, BatchRequest).requests  # type: ignore[attr-defined]
         resolved: list[Resolved | str] = []  # a resolved query, or why it cannot be scored
         for i, req in enumerate(reqs):
             try:
@@ -477,13 +467,34 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
             else {**answer(req, r, next(recs)), "error": None}
             for req, r in zip(reqs, resolved, strict=True)
         ]
-        return json_response({"results": results})
+        return {"results": results}
 
-    # Requests reach the two POST endpoints through plain Starlette routes put first in the router: the same
-    # functions, without FastAPI's per-request dependency solving and exit stacks (about 40 us a request,
-    # more than reading, resolving and answering one). The FastAPI routes above describe them in /docs.
-    for path, endpoint in (("/v1/recommend", recommend), ("/v1/recommend/batch", recommend_batch)):
-        app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
+    # The FastAPI routes of the two POST paths: their documentation (the bodies' schemas declared through
+    # `openapi_extra` and `response_model`, as the handlers parse and answer by themselves). `Service` answers
+    # these paths before FastAPI sees them; the routes answer the same when the FastAPI app is used alone.
+    @app.post(
+        "/v1/recommend",
+        responses=ERRORS,
+        response_model=RecommendResponse,
+        openapi_extra={"requestBody": one_body},
+    )
+    async def recommend(request: Request) -> Response:
+        """Top-k items for a known user, a new user's history, or a known user plus recent events."""
+        check_json_type(request.headers.get("content-type", ""))
+        return json_response(await recommend_one(await request.body()))
+
+    @app.post(
+        "/v1/recommend/batch",
+        responses=BATCH_ERRORS,
+        response_model=BatchResponse,
+        openapi_extra={"requestBody": batch_body},
+    )
+    async def recommend_batch(request: Request) -> Response:
+        """Many recommendation requests at once, answered in order. One that cannot be scored (an unknown
+        user without a history, nothing known in its history) gets an `error` naming its index and no items;
+        the others are scored. A body that is invalid as a whole (wrong types, too many requests) gets 422."""
+        check_json_type(request.headers.get("content-type", ""))
+        return json_response(await recommend_many(await request.body()))
 
     openapi = app.openapi
 
@@ -515,7 +526,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         """The served model: name, configuration, dataset, vocabulary sizes and the run's test metrics."""
         return info
 
-    return app
+    return Service(app, {"/v1/recommend": recommend_one, "/v1/recommend/batch": recommend_many}, settings)
 
 
 def example_requests(p: Predictor) -> list[dict[str, Any]]:

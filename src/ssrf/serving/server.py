@@ -23,7 +23,7 @@ bounds both where a connection exists before any request does:
   timer: a client that trickles a byte a second is cut off too;
 - connections: past `max_connections` open in this process, a new one is answered 503 and closed at once.
 
-The body's deadline is the app's (`ssrf.serving.app.BodyDeadline`: 408 with a JSON detail), as only the
+The body's deadline is the app's (`ssrf.serving.app.Service.read_body`: 408 with a JSON detail), as only the
 app knows whether it reads the body."""
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ssrf.core import DataError
-from ssrf.serving.app import ServeSettings, create_app
+from ssrf.serving.app import ServeSettings, Service, create_app
 from ssrf.serving.index import IndexSettings
 from ssrf.serving.predictor import Predictor
 
@@ -125,7 +124,7 @@ def settle_gc() -> None:
     gc.set_threshold(GC_YOUNG, 10, 10)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> Service:
     """The app for a uvicorn worker: the run and settings named by the environment."""
     settings = ServeSettings(**json.loads(os.environ.get(SETTINGS_ENV, "{}")))
     index = IndexSettings(**json.loads(os.environ.get(INDEX_ENV, "{}")))  # the parent's (its saved index)
