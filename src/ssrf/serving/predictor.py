@@ -387,7 +387,7 @@ class Predictor:
             k=min(query.k, self.n_items),
             include_seen=query.include_seen,
             warnings=tuple(warnings),
-            stored_only=user != PAD_ID and not items,
+            stored_only=user != PAD_ID and not items and stored.stop > stored.start,  # a cached row
         )
 
     def inputs(self, resolved: Sequence[Resolved]) -> SeqBatch:
