@@ -395,10 +395,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_real_server_answers_over_http(run, predictor):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_real_server_answers_over_http(run, predictor, workers):
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "ssrf", "serve", "--run", str(run), "--port", str(port), "--no-access-log"]
+    cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -418,13 +420,17 @@ def test_real_server_answers_over_http(run, predictor):
         assert [x["item"] for x in res.json()["items"]] == [r.item for r in predictor.recommend([user], 5)[0]]
         res = httpx.post(f"{base}/v1/recommend", json={"user_id": "nobody"}, timeout=10)
         assert res.status_code == 404 and "unknown user" in res.json()["detail"]
-        assert httpx.get(f"{base}/v1/model", timeout=10).json()["model"] == "ssrf"
+        info = httpx.get(f"{base}/v1/model", timeout=10).json()
+        assert info["model"] == "ssrf" and info["user_cache"]["cached"]  # built in the worker, by default
     finally:
         proc.terminate()
         out = proc.communicate(timeout=30)[0]
     assert f"on http://127.0.0.1:{port}" in out
     users = int((np.diff(predictor.seqs.ptr)[1:] > 0).sum())
-    assert f"user cache: {users} users x " in out  # on by default for `ssrf serve`
+    if workers == 1:
+        assert f"user cache: {users} users x " in out  # on by default for `ssrf serve`
+    else:  # the parent only checks the run
+        assert "user cache: built by each of the 2 workers (up to 512 MB)" in out
 
 
 # ---- a bounded fuzz of the OpenAPI schema: no 5xx

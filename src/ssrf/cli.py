@@ -552,9 +552,13 @@ def serve(
         rank_thread=rank_thread,
     )
     try:
-        predictor = Predictor.load(run, index=index, user_cache_mb=user_cache_mb)
+        # with several workers this process only checks the run (each worker builds its own user cache)
+        predictor = Predictor.load(run, index=index, user_cache_mb=user_cache_mb if workers == 1 else 0)
         typer.echo(_index_line(predictor))
-        typer.echo(_cache_line(predictor))
+        if workers == 1:
+            typer.echo(_cache_line(predictor))
+        elif user_cache_mb > 0:
+            typer.echo(f"user cache: built by each of the {workers} workers (up to {user_cache_mb:g} MB)")
     except DataError as exc:
         _fail(exc)
     typer.echo(f"serving {predictor.model_name} from {run} on http://{host}:{port} (API docs at /docs)")
