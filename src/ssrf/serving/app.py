@@ -343,11 +343,11 @@ class Service:
     used on its own.
 
     Why: FastAPI and Starlette's per-request machinery (the middleware stack, routing, the request and
-    response objects) cost about 120 us of CPU a request on a 2-core machine against 39 us for uvicorn itself
-    (`benchmarks/serve_profile.py`), more than the rest of a known user's request. Here a request's type
-    and size are checked (415, 413), its body read against the deadline (408, and the connection closed), and
-    the handler's answer, or its `HTTPException`, written as JSON; any other error is logged and answered
-    500."""
+    response objects) cost about 120 us of CPU a request on a 2-core machine against 29-39 us for uvicorn
+    itself (`benchmarks/serve_profile.py`, docs/benchmarks.md), more than the rest of a known user's
+    request. Here a request's type and size are checked (415, 413), its body read against the deadline
+    (408, and the connection closed), and the handler's answer, or its `HTTPException`, written as JSON;
+    any other error is logged and answered 500."""
 
     def __init__(self, api: FastAPI, routes: dict[str, Handler], settings: ServeSettings) -> None:
         self.api, self.routes, self.settings = api, routes, settings
