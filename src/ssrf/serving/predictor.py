@@ -162,11 +162,14 @@ class Predictor:
         self.user_reps: torch.Tensor | None = None  # [n_users + 1, D]: stored users' representations
         self.cache_info: dict[str, Any] = self._build_user_cache(user_cache_mb)
 
+    def _stored_users(self) -> np.ndarray:
+        """Indices of the users with at least one stored event."""
+        users = np.flatnonzero(np.diff(self.seqs.ptr) > 0)
+        return users[users != PAD_ID]
+
     def _probe(self) -> torch.Tensor:
         """The model's representations of up to 32 stored users (the probe `dot_form` checks against)."""
-        lengths = np.diff(self.seqs.ptr)
-        users = np.flatnonzero(lengths > 0)
-        users = users[users != PAD_ID][:32]
+        users = self._stored_users()[:32]
         resolved = [self.resolve(Query(self._users.raw[u])) for u in users]
         if not resolved:  # no stored history at all: one event of item 1
             one = np.ones(1, dtype=np.int64)
@@ -247,8 +250,7 @@ class Predictor:
             reason = f"{self.model_name}'s representation is not a fixed-width float vector"
             return {**info, "cached": False, "reason": reason}
         start = time.perf_counter()
-        users = np.flatnonzero(np.diff(self.seqs.ptr) > 0)
-        users = users[users != PAD_ID]
+        users = self._stored_users()
         if not len(users):
             return {**info, "cached": False, "reason": "no stored history"}
         width = self.vector_width
